@@ -1,0 +1,108 @@
+"""Load checkpoints safely with ``weights_only=True`` (torch >= 2.6 default).
+
+mmengine 0.10.7 saves a ``message_hub`` with :class:`HistoryBuffer` objects and
+numpy arrays/scalars in ``meta``, which the weights-only unpickler rejects, so
+``--resume`` and ``load_from`` fail under torch >= 2.6. Rather than turning the
+safety off we allow-list exactly those types, and register a local-file loader
+in mmengine's :class:`CheckpointLoader` that always passes ``weights_only=True``
+(on every torch version) and turns refusals into clear errors.
+"""
+import os.path as osp
+import pickle
+import re
+import zipfile
+
+import numpy as np
+import torch
+from mmengine.logging.history_buffer import HistoryBuffer
+from mmengine.runner.checkpoint import CheckpointLoader
+
+#: Methods a pickled HistoryBuffer refers to by ``getattr(HistoryBuffer, name)``.
+HISTORY_BUFFER_METHODS = ('min', 'max', 'mean', 'current')
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot or must not be loaded."""
+
+
+def _history_buffer_getattr(obj, name):
+    """Stands in for ``builtins.getattr`` inside checkpoints.
+
+    A free ``getattr`` would let a pickle walk from any allowed object to
+    arbitrary code, so only the lookups mmengine itself writes are allowed.
+    """
+    if obj is HistoryBuffer and (name in HISTORY_BUFFER_METHODS
+                                 or name in HistoryBuffer._statistics_methods):
+        return getattr(obj, name)
+    raise pickle.UnpicklingError(
+        f'getattr({obj!r}, {name!r}) is not allowed in a checkpoint')
+
+
+def _numpy_globals():
+    multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
+    entries = [np.ndarray, np.dtype]
+    for name in ('_reconstruct', 'scalar'):
+        fn = getattr(multiarray, name)
+        entries += [(fn, f'numpy.core.multiarray.{name}'),
+                    (fn, f'numpy._core.multiarray.{name}')]
+    dtypes = getattr(np, 'dtypes', None)  # numpy >= 1.25
+    if dtypes is not None:
+        entries += [getattr(dtypes, n) for n in dir(dtypes)
+                    if n.endswith('DType') and n != 'ObjectDType']
+    return entries
+
+
+def safe_globals():
+    """The exact non-tensor types mmengine checkpoints contain."""
+    return [HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr')
+            ] + _numpy_globals()
+
+
+def register_safe_globals():
+    """Allow-list :func:`safe_globals` for every weights-only load.
+
+    Returns False on torch < 2.5, which cannot allow-list these types; plain
+    weight files still load there, full training checkpoints are refused.
+    """
+    add = getattr(torch.serialization, 'add_safe_globals', None)
+    if add is None:
+        return False
+    try:
+        add(safe_globals())
+    except (TypeError, AttributeError):  # torch 2.4: no (obj, name) entries
+        add([g for g in safe_globals() if not isinstance(g, tuple)])
+        return False
+    return True
+
+
+def load_from_local(filename, map_location='cpu'):
+    """``torch.load`` with ``weights_only=True`` and readable errors."""
+    filename = osp.expanduser(str(filename))
+    if not osp.isfile(filename):
+        raise FileNotFoundError(
+            f'checkpoint {filename} does not exist: check the path')
+    try:
+        return torch.load(filename, map_location=map_location,
+                          weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r'Unsupported global: GLOBAL (\S+)', str(exc))
+        detail = (f'it asks for {found.group(1)}' if found else
+                  str(exc).split('WeightsUnpickler error:')[-1].strip())
+        raise CheckpointError(
+            f'refusing to load checkpoint {filename}: it holds objects other '
+            f'than weights and training state ({detail.splitlines()[0]}). '
+            'Loading it could run arbitrary code, so nothing was executed. '
+            'Use a checkpoint written by torch.save of a state dict, or by '
+            'this project/mmengine.') from None
+    except (EOFError, RuntimeError, zipfile.BadZipFile, OSError) as exc:
+        raise CheckpointError(
+            f'cannot read checkpoint {filename}: the file is truncated or '
+            f'is not a PyTorch checkpoint ({type(exc).__name__}: {exc}). '
+            'Re-download or re-save it.') from None
+
+
+def install_safe_checkpoint_loader():
+    """Route mmengine's local checkpoint loading through the safe loader."""
+    register_safe_globals()
+    CheckpointLoader.register_scheme(prefixes='', force=True)(
+        load_from_local)
