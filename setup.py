@@ -14,6 +14,8 @@ setup(
     # so that lite is never installed on top of a full mmcv.
     install_requires=[
         'torch>=2.1',
+        # mmengine's config loader imports pkg_resources (gone in setuptools 81)
+        'setuptools<81',
         'mmengine>=0.10.0,<0.11',
         'mmsegmentation==1.2.2',
         'cityscapesscripts>=2.2',

@@ -1,0 +1,35 @@
+# PSPNet with a RepVGG backbone at output stride 8 on Cityscapes, following
+# MMSegmentation's PSPNet-R50-D8 512x1024 80k recipe: its own model, dataset,
+# runtime and schedule bases, with only the backbone (and channels) replaced.
+_base_ = [
+    'mmseg::_base_/models/pspnet_r50-d8.py',
+    'mmseg::_base_/datasets/cityscapes.py',
+    'mmseg::_base_/default_runtime.py',
+    'mmseg::_base_/schedules/schedule_80k.py',
+]
+custom_imports = dict(imports=['repvgg_seg'], allow_failed_imports=False)
+
+crop_size = (512, 1024)
+norm_cfg = dict(type='SyncBN', requires_grad=True)
+data_preprocessor = dict(size=crop_size)
+model = dict(
+    data_preprocessor=data_preprocessor,
+    pretrained=None,
+    backbone=dict(
+        _delete_=True,
+        type='RepVGG',
+        arch='B2',
+        out_indices=(0, 1, 2, 3),
+        # output stride 8: stages 3 and 4 keep stride 1 and dilate by 2 / 4
+        strides=(2, 2, 1, 1),
+        dilations=(1, 1, 2, 4),
+        norm_cfg=norm_cfg,
+        norm_eval=False,
+        # ImageNet initialisation from the official RepVGG release (training
+        # form). Point it elsewhere with
+        #   --cfg-options model.backbone.init_cfg.checkpoint=PATH
+        # or train from scratch with --cfg-options model.backbone.init_cfg=None
+        init_cfg=dict(
+            type='Pretrained', checkpoint='checkpoints/RepVGG-B2-train.pth')),
+    decode_head=dict(in_channels=2560, norm_cfg=norm_cfg),
+    auxiliary_head=dict(in_channels=640, norm_cfg=norm_cfg))

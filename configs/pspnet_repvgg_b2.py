@@ -1,0 +1,8 @@
+# PSPNet-RepVGG-B2, output stride 8, Cityscapes 512x1024, 80k iterations.
+_base_ = ['./_base_/pspnet_repvgg_cityscapes-512x1024.py']
+model = dict(
+    backbone=dict(
+        arch='B2',
+        init_cfg=dict(checkpoint='checkpoints/RepVGG-B2-train.pth')),
+    decode_head=dict(in_channels=2560),
+    auxiliary_head=dict(in_channels=640))

@@ -1,0 +1,99 @@
+"""Config loading and Runner construction shared by ``tools/train.py`` and
+``tools/test.py`` (MMSegmentation's own tools, plus what CPU runs need)."""
+import logging
+import os.path as osp
+
+import torch
+from mmengine.config import Config
+from mmengine.logging import print_log
+from mmengine.runner import Runner
+
+from mmseg.registry import RUNNERS
+
+
+def load_config(path, cfg_options=None, work_dir=None, launcher='none'):
+    """Read ``path``, apply ``--cfg-options`` and ``--work-dir`` the MMSeg
+    way (default ``work_dirs/<config name>``)."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'config {path} does not exist')
+    cfg = Config.fromfile(path)
+    cfg.launcher = launcher
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(path))[0])
+    if launcher != 'none' and not torch.cuda.is_available():
+        _distributed_on_cpu(cfg)
+    return cfg
+
+
+def _distributed_on_cpu(cfg):
+    """Distributed CPU runs need gloo, and SyncBN has no CPU kernel: use BN
+    (each process normalises its own batch) and say so."""
+    cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
+    if _replace_sync_bn(cfg.model):
+        print_log('No GPU: SyncBN layers are built as BN for this CPU run '
+                  '(gloo backend); the model structure and checkpoint keys '
+                  'are the same.', logger='current', level=logging.WARNING)
+
+
+def _replace_sync_bn(node):
+    found = False
+    if isinstance(node, dict):
+        if node.get('type') == 'SyncBN':
+            node['type'] = 'BN'
+            found = True
+        for value in node.values():
+            found |= _replace_sync_bn(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            found |= _replace_sync_bn(value)
+    return found
+
+
+def enable_amp(cfg):
+    """``--amp``: switch the optimizer wrapper to mixed precision."""
+    if cfg.optim_wrapper.type == 'AmpOptimWrapper':
+        print_log('AMP training is already enabled in your config.',
+                  logger='current', level=logging.WARNING)
+        return
+    if cfg.optim_wrapper.type != 'OptimWrapper':
+        raise ValueError('--amp needs optim_wrapper.type OptimWrapper, got '
+                         f'{cfg.optim_wrapper.type}')
+    cfg.optim_wrapper.type = 'AmpOptimWrapper'
+    cfg.optim_wrapper.loss_scale = 'dynamic'
+
+
+def build_runner(cfg):
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
+
+
+def configure_test(cfg, checkpoint, out=None, show=False, show_dir=None,
+                   wait_time=2, tta=False):
+    """Apply ``tools/test.py``'s options to ``cfg`` (as MMSeg's test.py)."""
+    if not osp.isfile(checkpoint):
+        raise FileNotFoundError(f'checkpoint {checkpoint} does not exist')
+    cfg.load_from = checkpoint
+    if show or show_dir:
+        hook = cfg.default_hooks.get('visualization')
+        if hook is None:
+            raise ValueError('--show/--show-dir need a visualization hook in '
+                             'default_hooks (SegVisualizationHook)')
+        hook['draw'] = True
+        if show:
+            hook.update(show=True, wait_time=wait_time)
+        if show_dir:
+            cfg.visualizer['save_dir'] = show_dir
+    if tta:
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+        cfg.tta_model.module = cfg.model
+        cfg.model = cfg.tta_model
+    if out is not None:
+        cfg.test_evaluator['output_dir'] = out
+        cfg.test_evaluator['keep_results'] = True
+    return cfg

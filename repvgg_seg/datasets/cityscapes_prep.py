@@ -1,0 +1,209 @@
+"""Prepare a Cityscapes root for MMSegmentation.
+
+This does what MMSeg's ``tools/dataset_converters/cityscapes.py`` does:
+render ``*_gtFine_labelTrainIds.png`` (19 train classes, 255 = ignore) from
+every polygon JSON with cityscapesscripts, and write the ``train.txt`` /
+``val.txt`` / ``test.txt`` split lists. It also checks the root first, so a
+broken download fails with one line that names the file, not with a traceback
+from a worker process. Re-runs skip labels that are already up to date.
+"""
+import io
+import os
+import os.path as osp
+
+from cityscapesscripts.helpers.annotation import Annotation
+from cityscapesscripts.helpers.labels import name2label
+from cityscapesscripts.preparation.json2labelImg import createLabelImage
+from mmengine.utils import scandir, track_parallel_progress, track_progress
+from PIL import Image
+
+SPLITS = ('train', 'val', 'test')
+IMG_SUFFIX = '_leftImg8bit.png'
+POLYGON_SUFFIX = '_gtFine_polygons.json'
+TRAIN_IDS_SUFFIX = '_gtFine_labelTrainIds.png'
+CONVERTED, SKIPPED = 'converted', 'skipped'
+
+
+class CityscapesPrepError(ValueError):
+    """A Cityscapes root that cannot be prepared.
+
+    The one-line message names the file and says what to do.
+    """
+
+
+def _stems(folder, suffix):
+    """Sorted 'city/city_seq_frame' stems of the files ending in suffix."""
+    if not osp.isdir(folder):
+        return []
+    return sorted(name[:-len(suffix)]
+                  for name in scandir(folder, suffix, recursive=True))
+
+
+def _require_counterparts(stems, counterparts, own, other, fix):
+    """Raise for the first stem without a counterpart.
+
+    own and other are the (folder, suffix) of the stems' and the counterparts'
+    files.
+    """
+    lacking = sorted(set(stems) - set(counterparts))
+    if lacking:
+        own_path, other_path = (osp.join(folder, lacking[0] + suffix)
+                                for folder, suffix in (own, other))
+        raise CityscapesPrepError(
+            f'{own_path} has no matching {other_path} ({len(lacking)} in '
+            f'total): {fix}')
+
+
+def find_samples(root):
+    """Check root's layout and pair images with annotations.
+
+    Returns {split: [stem, ...]} for each split present.
+    """
+    if not osp.isdir(root):
+        raise CityscapesPrepError(
+            f'Cityscapes root {root} does not exist: pass the folder that '
+            'holds leftImg8bit/ and gtFine/ (python tools/make_citymini.py '
+            'makes a small synthetic one)')
+    for folder, archive in (('leftImg8bit', 'leftImg8bit_trainvaltest.zip'),
+                            ('gtFine', 'gtFine_trainvaltest.zip')):
+        if not osp.isdir(osp.join(root, folder)):
+            raise CityscapesPrepError(
+                f'{root} has no {folder}/ folder: unzip {archive} from '
+                f'cityscapes-dataset.com into {root}')
+    samples = {}
+    for split in SPLITS:
+        image_dir = osp.join(root, 'leftImg8bit', split)
+        gt_dir = osp.join(root, 'gtFine', split)
+        images = _stems(image_dir, IMG_SUFFIX)
+        annotations = _stems(gt_dir, POLYGON_SUFFIX)
+        image_files = (image_dir, IMG_SUFFIX)
+        json_files = (gt_dir, POLYGON_SUFFIX)
+        _require_counterparts(
+            images, annotations, image_files, json_files,
+            'restore the annotations or remove those images')
+        _require_counterparts(
+            annotations, images, json_files, image_files,
+            'restore the images or remove those annotations')
+        if images:
+            samples[split] = images
+    if not samples:
+        raise CityscapesPrepError(
+            f'no *{IMG_SUFFIX} images under {osp.join(root, "leftImg8bit")}/'
+            f'{{{",".join(SPLITS)}}}: is {root} the right folder?')
+    return samples
+
+
+def _load_annotation(json_path):
+    """Parse a polygon JSON; reject what would make cityscapesscripts exit."""
+    annotation = Annotation()
+    try:
+        annotation.fromJsonFile(json_path)
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as err:
+        raise CityscapesPrepError(
+            f'invalid polygon JSON {json_path} ({type(err).__name__}: {err}): '
+            're-download or regenerate it') from None
+    for obj in annotation.objects:
+        label = obj.label
+        if label not in name2label and label.endswith('group'):
+            label = label[:-len('group')]  # cityscapesscripts' own fallback
+        if label not in name2label:
+            raise CityscapesPrepError(
+                f'{json_path} uses unknown label {obj.label!r}: use label '
+                'names from cityscapesscripts.helpers.labels')
+    return annotation
+
+
+def _check_image(image_path, annotation, json_path):
+    try:
+        with Image.open(image_path) as image:
+            size = image.size
+            image.verify()  # checks the PNG chunk checksums without decoding
+    except (OSError, SyntaxError, ValueError) as err:
+        raise CityscapesPrepError(
+            f'corrupt image {image_path} ({err}): re-download or regenerate '
+            'it') from None
+    if size != (annotation.imgWidth, annotation.imgHeight):
+        raise CityscapesPrepError(
+            f'{image_path} is {size[0]}x{size[1]} but {json_path} says '
+            f'{annotation.imgWidth}x{annotation.imgHeight}: the two do not '
+            'belong together')
+
+
+def _write_atomically(path, data):
+    """Write data to a temporary file next to path, then rename it to path.
+
+    An interrupted run never leaves a half-written file that a re-run would
+    take as up to date.
+    """
+    folder, name = osp.split(path)
+    tmp_path = osp.join(folder, f'.{name}.{os.getpid()}.tmp')
+    try:
+        with open(tmp_path, 'wb') as f:
+            f.write(data)
+        os.replace(tmp_path, path)
+    except BaseException:
+        if osp.exists(tmp_path):
+            os.unlink(tmp_path)
+        raise
+
+
+def _prepare_sample(paths):
+    """Render one trainIds PNG. Returns CONVERTED, SKIPPED or the error.
+
+    Errors are returned, not raised, so one bad file does not kill the pool.
+    """
+    image_path, json_path, out_path = paths
+    if osp.isfile(out_path) and \
+            osp.getmtime(out_path) >= osp.getmtime(json_path):
+        return SKIPPED
+    try:
+        annotation = _load_annotation(json_path)
+        _check_image(image_path, annotation, json_path)
+        # What json2labelImg(json, out, 'trainIds') does, checked and atomic.
+        try:
+            label_image = createLabelImage(annotation, 'trainIds')
+        except (TypeError, ValueError) as err:
+            raise CityscapesPrepError(
+                f'invalid polygon in {json_path} ({err}): re-download or '
+                'regenerate it') from None
+        png = io.BytesIO()
+        label_image.save(png, format='PNG')
+        _write_atomically(out_path, png.getvalue())
+    except CityscapesPrepError as err:
+        return err
+    return CONVERTED
+
+
+def prepare_cityscapes(root, nproc=None):
+    """Write trainIds label PNGs and split lists for the Cityscapes root.
+
+    nproc defaults to the CPU count (at most 8). Returns a dict with the
+    number of labels converted and skipped (already up to date) and the
+    number of samples per split. Raises CityscapesPrepError on a bad root.
+    """
+    samples = find_samples(root)
+    jobs = []
+    for split, stems in samples.items():
+        for stem in stems:
+            image = osp.join(root, 'leftImg8bit', split, stem + IMG_SUFFIX)
+            gt_stem = osp.join(root, 'gtFine', split, stem)
+            jobs.append((image, gt_stem + POLYGON_SUFFIX,
+                         gt_stem + TRAIN_IDS_SUFFIX))
+    nproc = min(nproc or min(os.cpu_count() or 1, 8), len(jobs))
+    if nproc > 1:
+        results = track_parallel_progress(_prepare_sample, jobs, nproc)
+    else:
+        results = track_progress(_prepare_sample, jobs)
+    errors = [r for r in results if isinstance(r, CityscapesPrepError)]
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise CityscapesPrepError(
+            f'{errors[0]} ({len(errors) - 1} more files failed too)')
+    for split, stems in samples.items():
+        _write_atomically(
+            osp.join(root, f'{split}.txt'),
+            ''.join(stem + '\n' for stem in stems).encode())
+    splits = {split: len(stems) for split, stems in samples.items()}
+    return dict(converted=results.count(CONVERTED),
+                skipped=results.count(SKIPPED), splits=splits)

@@ -1,0 +1,56 @@
+"""Generate citymini, the small synthetic Cityscapes-format data set.
+
+Example: python tools/make_citymini.py --video data/drive.mp4
+then:    python tools/prepare_cityscapes.py data/citymini
+"""
+import argparse
+import sys
+import time
+
+from repvgg_seg.datasets import generate_citymini
+from repvgg_seg.datasets import make_driving_video
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        '--out',
+        default='data/citymini',
+        help='output Cityscapes root (default: %(default)s)')
+    parser.add_argument('--num-train', type=int, default=24)
+    parser.add_argument('--num-val', type=int, default=8)
+    parser.add_argument('--height', type=int, default=256)
+    parser.add_argument('--width', type=int, default=512)
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument(
+        '--video',
+        metavar='PATH',
+        help='also write a synthetic driving video here (.mp4)')
+    parser.add_argument('--frames', type=int, default=150)
+    parser.add_argument('--fps', type=float, default=15.0)
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    start = time.perf_counter()
+    try:
+        summary = generate_citymini(args.out, args.num_train, args.num_val,
+                                    args.height, args.width, args.seed)
+    except (FileExistsError, ValueError) as err:
+        print(f'error: {err}', file=sys.stderr)
+        sys.exit(2)
+    counts = ' + '.join(f'{len(stems)} {split}'
+                        for split, stems in summary['splits'].items())
+    print(f'wrote {counts} scenes ({args.height}x{args.width}, '
+          f'{len(summary["labels"])} labels) to {args.out} in '
+          f'{time.perf_counter() - start:.1f}s')
+    if args.video:
+        path = make_driving_video(args.video, args.frames, args.fps,
+                                  (args.width, args.height), args.seed)
+        print(f'wrote {args.frames} frames at {args.fps:g} fps to {path}')
+    print(f'next: python tools/prepare_cityscapes.py {args.out}')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,39 @@
+"""Prepare a Cityscapes root for MMSeg: trainIds label PNGs and split lists.
+
+Example: python tools/prepare_cityscapes.py data/citymini --nproc 4
+"""
+import argparse
+import sys
+
+from repvgg_seg.datasets import CityscapesPrepError
+from repvgg_seg.datasets import prepare_cityscapes
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        'data_root', help='folder that holds leftImg8bit/ and gtFine/')
+    parser.add_argument(
+        '--nproc',
+        type=int,
+        default=None,
+        help='worker processes (default: CPU count, at most 8)')
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    try:
+        summary = prepare_cityscapes(args.data_root, args.nproc)
+    except CityscapesPrepError as err:
+        print(f'error: {err}', file=sys.stderr)
+        sys.exit(2)
+    lists = ', '.join(f'{split}.txt ({count})'
+                      for split, count in summary['splits'].items())
+    print(f'converted {summary["converted"]} label images, skipped '
+          f'{summary["skipped"]} already up to date; wrote {lists} in '
+          f'{args.data_root}')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,52 @@
+"""Test (and evaluate) a segmentor or classifier (MMSegmentation's
+``tools/test.py``): prints per-class IoU and mIoU, or top-1/top-5."""
+import argparse
+import os
+
+from mmengine.config import DictAction
+
+import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
+from repvgg_seg.apis import build_runner, configure_test, load_config
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir',
+                        help='where to dump the metrics as json')
+    parser.add_argument(
+        '--out', help='directory to save the predicted label maps (PNG) '
+        'for offline evaluation')
+    parser.add_argument('--show', action='store_true',
+                        help='show prediction results in a window')
+    parser.add_argument('--show-dir',
+                        help='save painted predictions under work_dir/'
+                        '<timestamp>/SHOW_DIR')
+    parser.add_argument('--wait-time', type=float, default=2,
+                        help='seconds each shown image stays')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings, e.g. '
+        'test_dataloader.dataset.data_root=DIR')
+    parser.add_argument('--launcher', default='none',
+                        choices=['none', 'pytorch', 'slurm', 'mpi'])
+    parser.add_argument('--tta', action='store_true',
+                        help='test-time augmentation (multi-scale + flip)')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main():
+    args = parse_args()
+    cfg = load_config(args.config, args.cfg_options, args.work_dir,
+                      args.launcher)
+    configure_test(cfg, args.checkpoint, args.out, args.show, args.show_dir,
+                   args.wait_time, args.tta)
+    build_runner(cfg).test()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,47 @@
+"""Train a segmentor or classifier (MMSegmentation's ``tools/train.py``).
+
+Single process:  python tools/train.py CONFIG
+Multi-GPU/node:  torchrun --nproc_per_node=N tools/train.py CONFIG --launcher pytorch
+"""
+import argparse
+import os
+
+from mmengine.config import DictAction
+
+import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
+from repvgg_seg.apis import build_runner, enable_amp, load_config
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='where to save logs and models')
+    parser.add_argument(
+        '--resume', action='store_true',
+        help='resume from the latest checkpoint in the work_dir')
+    parser.add_argument('--amp', action='store_true',
+                        help='automatic mixed-precision training')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings, e.g. '
+        'train_dataloader.dataset.data_root=DIR')
+    parser.add_argument('--launcher', default='none',
+                        choices=['none', 'pytorch', 'slurm', 'mpi'])
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main():
+    args = parse_args()
+    cfg = load_config(args.config, args.cfg_options, args.work_dir,
+                      args.launcher)
+    if args.amp:
+        enable_amp(cfg)
+    cfg.resume = args.resume
+    build_runner(cfg).train()
+
+
+if __name__ == '__main__':
+    main()
