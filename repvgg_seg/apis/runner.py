@@ -32,8 +32,24 @@ def load_config(path, cfg_options=None, work_dir=None, launcher='none'):
 
 def _distributed_on_cpu(cfg):
     """Distributed CPU runs need gloo, and SyncBN has no CPU kernel: use BN
-    (each process normalises its own batch) and say so."""
+    (each process normalises its own batch) and say so.
+
+    mmengine's ``init_dist`` calls ``torch.cuda.set_device``, which a CPU
+    build of torch rejects, so the gloo group is started here from the
+    variables torchrun sets (mmengine then finds it initialised), and DDP is
+    built without GPU device ids.
+    """
+    if cfg.launcher != 'pytorch':
+        raise ValueError(
+            f'--launcher {cfg.launcher} needs GPUs; for distributed training '
+            'on CPUs use torchrun with --launcher pytorch')
     cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
+    # mmengine's default DDP wrapper pins device_ids=[LOCAL_RANK] (GPU only)
+    cfg.setdefault('model_wrapper_cfg', dict(
+        type='MMDistributedDataParallel', device_ids=None,
+        broadcast_buffers=False))
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend='gloo')
     if _replace_sync_bn(cfg.model):
         print_log('No GPU: SyncBN layers are built as BN for this CPU run '
                   '(gloo backend); the model structure and checkpoint keys '
