@@ -1,0 +1,3 @@
+# RepVGG-B0 on ImageNet-1k, 120 epochs.
+_base_ = ['./repvgg_a0_imagenet.py']
+model = dict(backbone=dict(arch='B0'))

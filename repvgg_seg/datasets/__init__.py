@@ -1,0 +1,21 @@
+"""Data sets: synthetic and real Cityscapes, ImageNet-style classification."""
+from .citymini import (generate_citymini, make_driving_video, render_scene,
+                       sample_street, street_objects)
+from .cityscapes_prep import (CityscapesPrepError, find_samples,
+                              prepare_cityscapes)
+
+__all__ = [
+    'CityscapesPrepError', 'find_samples', 'generate_citymini',
+    'make_driving_video', 'prepare_cityscapes', 'render_scene',
+    'sample_street', 'street_objects'
+]
+from .cls_transforms import (ImageReadError, LoadCheckedImageFromFile,
+                             PackClsInputs, RandomResizedCrop, ResizeEdge)
+from .imagenet import DatasetLayoutError, ImageNetDataset
+from .tiny_imagenet import make_tiny_imagenet
+
+__all__ += [
+    'DatasetLayoutError', 'ImageNetDataset', 'ImageReadError',
+    'LoadCheckedImageFromFile', 'PackClsInputs', 'RandomResizedCrop',
+    'ResizeEdge', 'make_tiny_imagenet'
+]
