@@ -1,16 +1,22 @@
-"""Compatibility layer between mmseg 1.2.2, mmcv(-lite) 2.1 and new torch.
+"""Compatibility layer between mmseg 1.2.2, mmcv(-lite) 2.1, mmengine 0.10.7
+and new torch.
 
 Imported first by :mod:`repvgg_seg`, before anything imports ``mmseg.models``.
 """
 from .checkpoint import (CheckpointError, install_safe_checkpoint_loader,
                          load_from_local)
+from .crash_safe import (atomic_write, find_latest_complete_checkpoint,
+                         install_crash_safe_checkpoints,
+                         is_complete_checkpoint)
 from .mmcv_ops import (CompiledOpUnavailable, compiled_ops_available,
                        install_lite_ops_shim)
 
 install_lite_ops_shim()
 install_safe_checkpoint_loader()
+install_crash_safe_checkpoints()
 
 __all__ = [
-    'CheckpointError', 'CompiledOpUnavailable', 'compiled_ops_available',
-    'install_lite_ops_shim', 'load_from_local'
+    'CheckpointError', 'CompiledOpUnavailable', 'atomic_write',
+    'compiled_ops_available', 'find_latest_complete_checkpoint',
+    'install_lite_ops_shim', 'is_complete_checkpoint', 'load_from_local'
 ]

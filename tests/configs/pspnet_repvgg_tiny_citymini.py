@@ -7,7 +7,8 @@ scale = (160, 80)
 model = dict(
     data_preprocessor=dict(size=crop_size),
     backbone=dict(arch=dict(_delete_=True, num_blocks=(1, 1, 2, 1),
-                            width_factor=(0.25, 0.25, 0.25, 0.5))),
+                            width_factor=(0.25, 0.25, 0.25, 0.5)),
+                  strides=(2, 2, 1, 1), dilations=(1, 1, 2, 4)),
     decode_head=dict(in_channels=256, channels=16),
     auxiliary_head=dict(in_channels=64, channels=8))
 train_pipeline = [
