@@ -10,6 +10,9 @@ from mmengine.runner import Runner
 
 from mmseg.registry import RUNNERS
 
+#: mmseg evaluators that save predicted label maps under ``output_dir``.
+SEG_EVALUATORS_WITH_OUTPUT = ('IoUMetric', 'CityscapesMetric')
+
 
 def load_config(path, cfg_options=None, work_dir=None, launcher='none'):
     """Read ``path``, apply ``--cfg-options`` and ``--work-dir`` the MMSeg
@@ -110,6 +113,11 @@ def configure_test(cfg, checkpoint, out=None, show=False, show_dir=None,
         cfg.tta_model.module = cfg.model
         cfg.model = cfg.tta_model
     if out is not None:
+        if cfg.test_evaluator.get('type') not in SEG_EVALUATORS_WITH_OUTPUT:
+            raise ValueError(
+                f'--out saves segmentation label maps; the test evaluator '
+                f'{cfg.test_evaluator.get("type")} of this config does not '
+                f'write any (use --work-dir for the metrics)')
         cfg.test_evaluator['output_dir'] = out
         cfg.test_evaluator['keep_results'] = True
     return cfg

@@ -7,9 +7,10 @@ followed by ReLU. :meth:`RepVGG.switch_to_deploy` folds the branches into one
 
 Module names follow mmpretrain's RepVGG (``stem``, ``stage_1`` ..
 ``stage_4``; ``branch_3x3``, ``branch_1x1``, ``branch_norm``,
-``branch_reparam``) so mmpretrain checkpoints load as they are and the
-official ones through a key rename (:mod:`.repvgg_checkpoint`).
+``branch_reparam``); mmpretrain checkpoints (whose branch BNs are ``norm``)
+and official ones load through a key rename (:mod:`.repvgg_checkpoint`).
 """
+import contextlib
 import copy
 
 import torch
@@ -123,9 +124,25 @@ class RepVGGBlock(BaseModule):
             out = self.se(out)
         return out
 
+    @contextlib.contextmanager
+    def _keep_norm_stats(self):
+        """Undo the BN running-stat updates of checkpointing's recompute pass,
+        which would otherwise count every training batch twice."""
+        buffers = [buf for m in self.modules() if isinstance(m, _BatchNorm)
+                   for buf in m.buffers()]
+        saved = [buf.clone() for buf in buffers]
+        try:  # the recompute pass is left by an exception when it stops early
+            yield
+        finally:
+            for buf, value in zip(buffers, saved):
+                buf.copy_(value)
+
     def forward(self, x):
         if self.with_cp and x.requires_grad:
-            out = cp.checkpoint(self._forward, x, use_reentrant=False)
+            out = cp.checkpoint(
+                self._forward, x, use_reentrant=False,
+                context_fn=lambda: (contextlib.nullcontext(),
+                                    self._keep_norm_stats()))
         else:
             out = self._forward(x)
         return self.act(out)

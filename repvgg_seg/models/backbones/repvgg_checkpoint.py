@@ -3,11 +3,14 @@
 * official RepVGG (``stage0.rbr_dense.conv.weight``, ``stage2.3.rbr_identity``,
   ``linear.weight``; deploy files ``stageN.i.rbr_reparam.{weight,bias}``),
   possibly wrapped in ``state_dict``/``model`` and prefixed ``module.``;
-* mmpretrain (``backbone.stage_1.0.branch_3x3.conv.weight``, ``head.fc``);
+* mmpretrain (``backbone.stage_1.0.branch_3x3.conv.weight``, its BNs named
+  ``branch_3x3.norm``, SE convs ``se_layer.conv1.conv``; ``head.fc``);
 * ours: a bare backbone, or a segmentor/classifier with ``backbone.`` keys.
 
 Training-form weights are fused on the fly for a deploy-form model; fused
 weights cannot be un-fused, so they are refused for a training-form model.
+The renames are tables of ``(ours, theirs)`` names so that
+:func:`to_layout` can write the other layouts back with the same tables.
 """
 import logging
 import re
@@ -16,14 +19,32 @@ import torch
 from mmengine.logging import print_log
 from mmengine.runner.checkpoint import _load_checkpoint
 
-_OFFICIAL_RENAMES = (
-    (re.compile(r'^stage0\.'), 'stem.'),
-    (re.compile(r'^stage(\d)\.'), r'stage_\1.'),
-    (re.compile(r'\.rbr_dense\.'), '.branch_3x3.'),
-    (re.compile(r'\.rbr_1x1\.'), '.branch_1x1.'),
-    (re.compile(r'\.rbr_identity\.'), '.branch_norm.'),
-    (re.compile(r'\.rbr_reparam\.'), '.branch_reparam.'),
+#: ``(ours, official)`` module names, whole dot-separated parts of a key.
+OFFICIAL_NAMES = (
+    ('stem', 'stage0'),
+    ('stage_1', 'stage1'),
+    ('stage_2', 'stage2'),
+    ('stage_3', 'stage3'),
+    ('stage_4', 'stage4'),
+    ('branch_3x3', 'rbr_dense'),
+    ('branch_1x1', 'rbr_1x1'),
+    ('branch_norm', 'rbr_identity'),
+    ('branch_reparam', 'rbr_reparam'),
 )
+#: ``(ours, mmpretrain)``: mmpretrain names a branch's BN ``norm`` (ours is a
+#: ConvModule, whose BN is ``bn``) and builds its SE from ConvModules.
+MMPRETRAIN_NAMES = (
+    ('branch_3x3.bn', 'branch_3x3.norm'),
+    ('branch_1x1.bn', 'branch_1x1.norm'),
+    ('se.down', 'se_layer.conv1.conv'),
+    ('se.up', 'se_layer.conv2.conv'),
+)
+#: Output layouts: ``layout -> (name table, key prefix)``.
+LAYOUTS = {
+    'repvgg-seg': ((), ''),
+    'official': (OFFICIAL_NAMES, ''),
+    'mmpretrain': (MMPRETRAIN_NAMES, 'backbone.'),
+}
 _BACKBONE_KEY = re.compile(r'^(stem|stage_\d)\.')
 
 
@@ -46,6 +67,24 @@ def unwrap_state_dict(checkpoint):
             for k, v in state.items()}
 
 
+def _rename(key, names, reverse=False):
+    """Swap whole dot-separated names of ``key`` using ``(ours, theirs)``
+    pairs: theirs -> ours, or ours -> theirs with ``reverse``."""
+    key = f'.{key}.'
+    for ours, theirs in names:
+        old, new = (ours, theirs) if reverse else (theirs, ours)
+        key = key.replace(f'.{old}.', f'.{new}.')
+    return key[1:-1]
+
+
+def to_layout(state, layout):
+    """Our backbone keys renamed to ``layout`` (one of :data:`LAYOUTS`): the
+    inverse of :func:`to_backbone_keys`."""
+    names, prefix = LAYOUTS[layout]
+    return {prefix + _rename(k, names, reverse=True): v
+            for k, v in state.items()}
+
+
 def to_backbone_keys(state):
     """Rename any known layout to this package's backbone keys.
 
@@ -60,9 +99,7 @@ def to_backbone_keys(state):
                      and not _BACKBONE_KEY.match(k)}
     backbone, others = {}, []
     for key, value in state.items():
-        new_key = key
-        for pattern, repl in _OFFICIAL_RENAMES:
-            new_key = pattern.sub(repl, new_key)
+        new_key = _rename(key, OFFICIAL_NAMES + MMPRETRAIN_NAMES)
         if _BACKBONE_KEY.match(new_key):
             backbone[new_key] = value
         else:
@@ -110,12 +147,27 @@ def infer_arch(state):
     return 'custom'
 
 
-def fuse_training_weights(model, state):
+def warn_unmatched_keys(result, model, source):
+    """Log the missing/unexpected keys of a non-strict load as warnings."""
+    for kind, keys in (('missing', result.missing_keys),
+                       ('unexpected', result.unexpected_keys)):
+        if keys:
+            print_log(f'RepVGG-{model.arch_name}: {len(keys)} {kind} keys '
+                      f'when loading {source}: {keys}', logger='current',
+                      level=logging.WARNING)
+
+
+def fuse_training_weights(model, state, source='training-form weights'):
     """Fused (deploy-form) weights for ``model`` from training-form ones, via
-    a training-form twin of the same configuration."""
+    a training-form twin of the same configuration.
+
+    Keys that do not match are reported here: the fused state is complete by
+    construction, so loading it cannot show them any more.
+    """
     from .repvgg import RepVGG
     twin = RepVGG(**model.build_args)
-    _load_strict_shapes(twin, state, 'training-form')
+    warn_unmatched_keys(_load_strict_shapes(twin, state, 'training-form'),
+                        model, source)
     twin.eval().switch_to_deploy()
     return twin.state_dict()
 
@@ -132,10 +184,12 @@ def _load_strict_shapes(model, state, what):
     return model.load_state_dict(state, strict=False)
 
 
-def load_pretrained(model, filename, prefix=None):
-    """Load ``filename`` into the RepVGG ``model``; warn loudly about keys
-    that did not match. ``prefix`` selects a sub-module's weights (e.g.
-    ``'backbone.'``) in the MMEngine ``Pretrained`` convention."""
+def read_backbone_state(filename, prefix=None):
+    """The backbone weights of any supported checkpoint file, in our keys.
+
+    Returns ``(backbone_state, other_keys)`` as :func:`to_backbone_keys`.
+    ``prefix`` selects a sub-module's weights (e.g. ``'backbone.'``).
+    """
     checkpoint = _load_checkpoint(filename, map_location='cpu')
     state = unwrap_state_dict(checkpoint)
     if prefix:
@@ -147,6 +201,14 @@ def load_pretrained(model, filename, prefix=None):
             f'{filename} holds no RepVGG backbone weights (found keys like '
             f'{others[:3]}). Expected the official RepVGG, mmpretrain or '
             'repvgg-seg layout.')
+    return state, others
+
+
+def load_pretrained(model, filename, prefix=None):
+    """Load ``filename`` into the RepVGG ``model``; warn loudly about keys
+    that did not match. ``prefix`` selects a sub-module's weights (e.g.
+    ``'backbone.'``) in the MMEngine ``Pretrained`` convention."""
+    state, others = read_backbone_state(filename, prefix)
     checkpoint_deploy = is_deploy_form(state)
     if checkpoint_deploy and not model.deploy:
         raise PretrainedMismatchError(
@@ -155,19 +217,13 @@ def load_pretrained(model, filename, prefix=None):
             'inference set deploy=True on the backbone (e.g. --cfg-options '
             'model.backbone.deploy=True); to fine-tune use the training-form '
             'checkpoint (e.g. RepVGG-B2-train.pth).')
-    if model.deploy and not checkpoint_deploy:
-        state = fuse_training_weights(model, state)
-    result = _load_strict_shapes(model, state, 'pretrained')
     form = 'deploy form' if checkpoint_deploy else 'training form'
     if model.deploy and not checkpoint_deploy:
+        model.load_state_dict(fuse_training_weights(model, state, filename))
         form += ', fused on load'
+    else:
+        warn_unmatched_keys(_load_strict_shapes(model, state, 'pretrained'),
+                            model, filename)
     print_log(f'RepVGG-{model.arch_name}: loaded {len(state)} tensors from '
               f'{filename} ({form}); ignored {len(others)} non-backbone keys',
               logger='current')
-    for kind, keys in (('missing', result.missing_keys),
-                       ('unexpected', result.unexpected_keys)):
-        if keys:
-            print_log(f'RepVGG-{model.arch_name}: {len(keys)} {kind} keys '
-                      f'when loading {filename}: {keys}', logger='current',
-                      level=logging.WARNING)
-    return result

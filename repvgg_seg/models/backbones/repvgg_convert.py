@@ -1,0 +1,96 @@
+"""Convert RepVGG checkpoints between layouts and from training to deploy form.
+
+Unlike loading for fine-tuning, conversion is strict: a missing or unexpected
+tensor would silently become random or lost weights in the written file.
+"""
+import os
+import os.path as osp
+import tempfile
+
+import torch
+
+from .repvgg import ARCH_SETTINGS, RepVGG
+from .repvgg_checkpoint import (LAYOUTS, PretrainedMismatchError,
+                                _load_strict_shapes, infer_arch,
+                                is_deploy_form, read_backbone_state, to_layout)
+
+FORMS = ('train', 'deploy')
+
+
+class ConversionError(ValueError):
+    """A conversion that cannot be done without losing or inventing data."""
+
+
+def save_atomically(obj, dst):
+    """``torch.save`` to a temporary file beside ``dst``, then rename it, so
+    an interrupted or failed write never leaves a truncated ``dst``."""
+    directory = osp.dirname(osp.abspath(dst))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix='.tmp',
+                               prefix=f'.{osp.basename(dst)}.')
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            torch.save(obj, f)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from others
+        os.replace(tmp, dst)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _check_request(src, dst, arch, to, layout):
+    if arch not in ARCH_SETTINGS:
+        raise ConversionError(f'unknown arch {arch!r}; choose one of '
+                              f'{sorted(ARCH_SETTINGS)}')
+    if to not in FORMS + (None, ):
+        raise ConversionError(f'unknown form {to!r}; choose one of {FORMS}')
+    if layout not in LAYOUTS:
+        raise ConversionError(f'unknown layout {layout!r}; choose one of '
+                              f'{sorted(LAYOUTS)}')
+    if osp.exists(dst) and osp.exists(src) and osp.samefile(src, dst):
+        raise ConversionError(f'refusing to overwrite the source checkpoint '
+                              f'{src}: choose another destination')
+
+
+def convert_checkpoint(src, dst, arch, to=None, layout='repvgg-seg'):
+    """Write the RepVGG-``arch`` backbone weights of ``src`` (any layout
+    :func:`read_backbone_state` reads) to ``dst`` in form ``to`` (default:
+    the form of ``src``) and ``layout``, with a ``meta`` entry saying what
+    the file holds.
+
+    Returns ``(meta, dropped_keys)``; ``dropped_keys`` are the source's
+    non-backbone keys (classifier heads), which are not written.
+    """
+    _check_request(src, dst, arch, to, layout)
+    state, dropped = read_backbone_state(src)
+    deploy_source = is_deploy_form(state)
+    to = to or ('deploy' if deploy_source else 'train')
+    if deploy_source and to == 'train':
+        raise ConversionError(
+            f'{src} holds fused (deploy-form) weights, which cannot be split '
+            'back into the three training branches; convert from the '
+            'training-form checkpoint, or keep them fused (--to deploy)')
+    found = infer_arch(state)
+    if found != arch:
+        hint = (f'pass --arch {found} or use the RepVGG-{arch} checkpoint'
+                if found in ARCH_SETTINGS else 'its layers match no '
+                'predefined arch (incomplete or custom weights)')
+        raise PretrainedMismatchError(
+            f'{src} holds RepVGG-{found} weights, not RepVGG-{arch}: {hint}')
+    model = RepVGG(arch=arch, deploy=deploy_source)
+    result = _load_strict_shapes(model, state, 'source')
+    missing = [k for k in result.missing_keys
+               if not k.endswith('num_batches_tracked')]
+    if missing or result.unexpected_keys:
+        raise ConversionError(
+            f'{src} does not hold a complete RepVGG-{arch}: missing '
+            f'{missing[:5]} ({len(missing)} in all), unexpected '
+            f'{result.unexpected_keys[:5]} '
+            f'({len(result.unexpected_keys)} in all)')
+    if to == 'deploy':
+        model.eval().switch_to_deploy()
+    meta = dict(arch=arch, form=to, layout=layout, source=osp.abspath(src))
+    save_atomically(
+        dict(meta=meta, state_dict=to_layout(model.state_dict(), layout)),
+        dst)
+    return meta, dropped

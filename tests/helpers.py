@@ -1,0 +1,77 @@
+"""Helpers shared by the RepVGG tests."""
+import importlib.util
+import os.path as osp
+
+import torch
+from torch.nn.modules.batchnorm import _BatchNorm
+
+import repvgg_seg  # noqa: F401  (registers RepVGG; mmseg on mmcv-lite)
+from mmseg.registry import MODELS
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+# The tests run small tensors, for which a second thread only adds OpenMP
+# synchronisation, which stalls badly on busy 2-core CI runners.
+torch.set_num_threads(1)
+
+#: Fusion must be exact up to fp32 rounding.
+FUSION_TOLERANCE = 1e-5
+
+
+def build(**kwargs):
+    return MODELS.build(dict(type='RepVGG', **kwargs))
+
+
+@torch.no_grad()
+def randomize_norms(model, seed=0):
+    """Give every BN non-trivial statistics and affine parameters: with the
+    defaults (mean 0, var 1, weight 1, bias 0) a fusion that mishandles any
+    of them would still look exact."""
+    gen = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, _BatchNorm):
+            size = m.num_features
+            m.running_mean.copy_(torch.randn(size, generator=gen) * 0.5)
+            m.running_var.copy_(torch.rand(size, generator=gen) + 0.5)
+            m.weight.copy_(torch.rand(size, generator=gen) + 0.5)
+            m.bias.copy_(torch.randn(size, generator=gen) * 0.5)
+    return model
+
+
+def images(num, size, dtype=torch.float32):
+    """The same random batch on every run, so tolerances are reproducible."""
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn(num, 3, size, size, generator=gen).to(dtype)
+
+
+@torch.no_grad()
+def features(model, x):
+    return model.eval()(x)
+
+
+def relative_error(actual, expected):
+    return ((actual - expected).abs().max() / expected.abs().max()).item()
+
+
+def assert_features_close(actual, expected, tolerance=FUSION_TOLERANCE):
+    assert len(actual) == len(expected)
+    for a, e in zip(actual, expected):
+        assert a.shape == e.shape
+        assert relative_error(a, e) < tolerance
+
+
+def assert_fuses_exactly(model, x):
+    """Eval-mode outputs before and after :meth:`switch_to_deploy` agree."""
+    expected = features(model, x)
+    model.switch_to_deploy()
+    assert not any(isinstance(m, _BatchNorm) for m in model.modules())
+    assert_features_close(features(model, x), expected)
+
+
+def load_tool(name):
+    """A script of ``tools/`` as a module, to call its ``main(argv)``."""
+    spec = importlib.util.spec_from_file_location(
+        f'tools_{name}', osp.join(REPO_ROOT, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
