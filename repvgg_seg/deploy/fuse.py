@@ -1,0 +1,188 @@
+"""Fuse a trained model for deployment, exactly.
+
+Every RepVGG block becomes one 3x3 conv (its own ``switch_to_deploy``) and
+every conv+BN pair of the heads one conv with bias (an eval-mode BN is an
+affine map). A fused ``ConvModule`` is then the very module that
+``ConvModule(norm_cfg=None)`` builds (``bias='auto'`` gives the conv a
+bias), with the same ``conv.weight``/``conv.bias`` keys. So
+:func:`deploy_config` is a plain MMSeg config, ``backbone.deploy=True`` and
+``norm_cfg=None`` in the heads, and a fused checkpoint loads with
+``mmseg.apis.init_model`` or ``tools/test.py`` like any other.
+"""
+import copy
+import os
+import os.path as osp
+
+import torch
+import torch.nn as nn
+from mmcv.cnn import ConvModule, fuse_conv_bn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from .files import atomic_output, same_file
+from .loading import (DeployError, backbone_arch, build_model,
+                      dataset_meta_of, is_fused_checkpoint, load_config,
+                      load_weights, read_checkpoint, save_checkpoint)
+
+#: Fused and original outputs agree to fp32 rounding; more means a bug.
+FUSE_TOLERANCE = 1e-4
+#: Random input of the fused-vs-original check: small, but the 1/8-scale
+#: features still fit PSPNet's 6x6 pooling.
+CHECK_INPUT_SHAPE = (1, 3, 128, 256)
+
+
+def _reparameterize(module):
+    """Call ``switch_to_deploy`` on the outermost modules that have it."""
+    if hasattr(module, 'switch_to_deploy'):
+        module.switch_to_deploy()
+        return
+    for child in module.children():
+        _reparameterize(child)
+
+
+def fuse_model(model):
+    """Fuse ``model`` in place (eval mode) and return it; raises
+    :class:`DeployError` if any norm layer cannot be folded."""
+    model.eval()
+    _reparameterize(model)
+    for name, m in model.named_modules():
+        if (isinstance(m, ConvModule) and m.with_norm
+                and m.order.index('norm') < m.order.index('conv')):
+            raise DeployError(f'cannot fold {name}: its norm layer comes '
+                              'before the conv')
+    fuse_conv_bn(model)  # folds each BN into the conv registered before it
+    for m in model.modules():
+        if (isinstance(m, ConvModule) and m.with_norm
+                and isinstance(m.norm, nn.Identity)):
+            delattr(m, m.norm_name)  # now exactly ConvModule(norm_cfg=None)
+            m.norm_name, m.with_norm = None, False
+    left = [name for name, m in model.named_modules()
+            if isinstance(m, _BatchNorm)
+            or isinstance(m, ConvModule) and m.with_norm]
+    if left:
+        raise DeployError(f'{len(left)} norm layers cannot be folded into a '
+                          f'conv, e.g. {left[0]}')
+    return model
+
+
+def _reparameterizable(node):
+    return node.get('type') == 'RepVGG' or 'deploy' in node
+
+
+def _deploy_nodes(node):
+    """Model config dicts to switch: RepVGG-like ones (whose ``norm_cfg``
+    describes their training form, so they are not searched) and those
+    with a ``norm_cfg``."""
+    if isinstance(node, (list, tuple)):
+        for item in node:
+            yield from _deploy_nodes(item)
+    elif isinstance(node, dict):
+        if _reparameterizable(node) or 'norm_cfg' in node:
+            yield node
+        if not _reparameterizable(node):
+            for value in node.values():
+                yield from _deploy_nodes(value)
+
+
+def deploy_config(cfg):
+    """The config that builds the fused structure of ``cfg``'s model."""
+    cfg = copy.deepcopy(cfg)
+    for node in _deploy_nodes(cfg.model):
+        if _reparameterizable(node):
+            # weights come from the fused checkpoint, not a pretrained file
+            node.update(deploy=True, init_cfg=None)
+        else:
+            node['norm_cfg'] = None
+    return cfg
+
+
+def is_deploy_config(cfg):
+    return any(node.get('deploy') for node in _deploy_nodes(cfg.model)
+               if _reparameterizable(node))
+
+
+def _tensors(output):
+    if isinstance(output, torch.Tensor):
+        return [output]
+    return [t for item in output for t in _tensors(item)]
+
+
+@torch.no_grad()
+def compare_outputs(original, fused, input_shape=CHECK_INPUT_SHAPE):
+    """Max absolute and relative difference of the two models' eval-mode
+    ``tensor`` outputs on one random input."""
+    inputs = torch.randn(input_shape,
+                         generator=torch.Generator().manual_seed(0))
+    expected = _tensors(original.eval()(inputs, mode='tensor'))
+    actual = _tensors(fused.eval()(inputs, mode='tensor'))
+    max_abs = max((a - e).abs().max().item()
+                  for a, e in zip(actual, expected))
+    scale = max(e.abs().max().item() for e in expected)
+    return max_abs, max_abs / max(scale, 1e-12)
+
+
+def _check_rebuilds(deploy_cfg, fused):
+    """The deploy config must build exactly the fused model's tensors."""
+    expected = {k: v.shape for k, v in build_model(deploy_cfg).state_dict()
+                .items()}
+    actual = {k: v.shape for k, v in fused.state_dict().items()}
+    differ = sorted(k for k in expected.keys() | actual.keys()
+                    if expected.get(k) != actual.get(k))
+    if differ:
+        raise DeployError(f'the deploy config does not rebuild the fused '
+                          f'model: {len(differ)} tensors differ, e.g. '
+                          f'{differ[0]}')
+
+
+def _check_paths(config, checkpoint, out_checkpoint, out_config):
+    inputs = dict(config=config, checkpoint=checkpoint)
+    outputs = dict(checkpoint=out_checkpoint, config=out_config)
+    for out_name, out_path in outputs.items():
+        for in_name, in_path in inputs.items():
+            if same_file(out_path, in_path):
+                raise DeployError(f'the output {out_name} {out_path} would '
+                                  f'overwrite the input {in_name}: choose '
+                                  'another output path')
+    if same_file(out_checkpoint, out_config):
+        raise DeployError(f'the output checkpoint and config are both '
+                          f'{out_checkpoint}: give the checkpoint a .pth name '
+                          'or pass --out-config')
+
+
+def fuse_checkpoint(config, checkpoint, out_checkpoint, out_config=None):
+    """Fuse a trained checkpoint; write the fused checkpoint and its deploy
+    config (each atomically) and return what was checked and written."""
+    out_config = out_config or osp.splitext(out_checkpoint)[0] + '.py'
+    _check_paths(config, checkpoint, out_checkpoint, out_config)
+    cfg = load_config(config)
+    source = read_checkpoint(checkpoint)
+    if is_fused_checkpoint(source, checkpoint):
+        raise DeployError(f'{checkpoint} is already fused: load it with its '
+                          'deploy config (no need to fuse again)')
+    model = build_model(cfg)
+    load_weights(model, source, checkpoint, config)
+    original = copy.deepcopy(model)
+    fuse_model(model)
+    max_abs, relative = compare_outputs(original, model)
+    if relative > FUSE_TOLERANCE:
+        raise DeployError(f'the fused model differs from the original by '
+                          f'{relative:.2e} (relative): nothing was written')
+    deploy_cfg = deploy_config(cfg)
+    _check_rebuilds(deploy_cfg, model)
+    arch = backbone_arch(model.state_dict())
+    meta = dict(fused=True, arch=arch, cfg=deploy_cfg.pretty_text,
+                source_checkpoint=osp.abspath(checkpoint))
+    dataset_meta = dataset_meta_of(source, model)
+    if dataset_meta is not None:
+        meta['dataset_meta'] = dataset_meta
+    for path in (out_checkpoint, out_config):
+        if osp.dirname(path):
+            os.makedirs(osp.dirname(path), exist_ok=True)
+    save_checkpoint(dict(meta=meta, state_dict=model.state_dict()),
+                    out_checkpoint)
+    with atomic_output(out_config) as tmp_path:
+        deploy_cfg.dump(tmp_path)
+    return dict(
+        arch=arch, max_abs_diff=max_abs, relative_diff=relative,
+        params=sum(p.numel() for p in original.parameters()),
+        fused_params=sum(p.numel() for p in model.parameters()),
+        out_checkpoint=out_checkpoint, out_config=out_config)

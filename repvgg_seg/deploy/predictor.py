@@ -1,0 +1,107 @@
+"""The one inference path of a segmentor, shared by the API and the video
+demo, so that optimising it (fp16, cudnn, CUDA graphs) speeds up both."""
+from pathlib import Path
+
+import mmcv
+import numpy as np
+import torch
+from mmengine.dataset import Compose
+
+
+def as_bgr_image(image):
+    """An ``HxWx3`` BGR array from an image path or array, as MMSeg takes
+    it. Grey (``HxW``, ``HxWx1``) and BGRA (``HxWx4``) arrays are converted;
+    anything else is refused with a ``ValueError``."""
+    if isinstance(image, (str, Path)):
+        array = mmcv.imread(str(image))  # FileNotFoundError when missing
+        if array is None:
+            raise ValueError(f'cannot decode image {image}')
+        return array
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f'expected an image path or a numpy array, got '
+                         f'{type(image).__name__}')
+    if image.dtype.kind not in 'uif':
+        raise ValueError(f'expected a numeric image array, got dtype '
+                         f'{image.dtype}')
+    if (image.size == 0 or image.ndim not in (2, 3)
+            or image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+        raise ValueError(f'expected an HxW, HxWx1, HxWx3 or HxWx4 image, '
+                         f'got shape {image.shape}')
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    image = image[..., :3]
+    # OpenCV's resize in the test pipeline takes uint8 or float32
+    return image if image.dtype == np.uint8 else image.astype(np.float32)
+
+
+def _test_pipeline(cfg):
+    """The config's test pipeline, fed arrays instead of files and without
+    the annotations, as ``mmseg.apis.inference_model`` runs it."""
+    pipeline = cfg.get('test_pipeline') or cfg.test_dataloader.dataset.pipeline
+    steps = [dict(t) for t in pipeline if t['type'] != 'LoadAnnotations']
+    steps[0] = dict(type='LoadImageFromNDArray')
+    return Compose(steps)
+
+
+class SegPredictor:
+    """Run a segmentor on images: the config's test pipeline, the model,
+    logits resized to each input's size, argmax (MMSeg's ``test_step``,
+    so results equal ``inference_model`` and ``tools/test.py``).
+
+    Args:
+        model: a segmentor from :func:`repvgg_seg.apis.init_segmentor`
+            (or ``mmseg.apis.init_model``), fused or not.
+        batch_size (int): images per forward pass.
+        fp16 (bool): float16 autocast; needs the model on a CUDA device.
+    """
+
+    def __init__(self, model, batch_size=1, fp16=False):
+        if batch_size < 1:
+            raise ValueError(f'batch_size must be >= 1, got {batch_size}')
+        self.device = next(model.parameters()).device
+        if fp16 and self.device.type != 'cuda':
+            raise ValueError('fp16 needs the model on a CUDA device, it is '
+                             f'on {self.device}')
+        self.model = model.eval()
+        self.batch_size, self.fp16 = batch_size, fp16
+        self.pipeline = _test_pipeline(model.cfg)
+        num_classes = model.decode_head.num_classes
+        self.label_dtype = torch.uint8 if num_classes <= 255 else torch.int64
+
+    @torch.no_grad()
+    def forward(self, images):
+        """One batch of same-size BGR arrays -> ``SegDataSample`` list
+        (``pred_sem_seg`` and ``seg_logits`` at the input size)."""
+        samples = [self.pipeline(dict(img=image)) for image in images]
+        data = dict(inputs=[s['inputs'] for s in samples],
+                    data_samples=[s['data_samples'] for s in samples])
+        with torch.autocast('cuda', torch.float16, enabled=self.fp16):
+            return self.model.test_step(data)
+
+    def batches(self, images):
+        """Consecutive runs of up to ``batch_size`` images of one size."""
+        batch = []
+        for image in images:
+            if batch and (len(batch) == self.batch_size
+                          or image.shape != batch[0].shape):
+                yield batch
+                batch = []
+            batch.append(image)
+        if batch:
+            yield batch
+
+    def predict(self, images, with_logits=False):
+        """Label maps (``HxW`` uint8, int64 past 255 classes) of a list of
+        images (paths or arrays of any size); with ``with_logits`` also the
+        ``CxHxW`` float logits."""
+        images = [as_bgr_image(image) for image in images]
+        labels, logits = [], []
+        for batch in self.batches(images):
+            for sample in self.forward(batch):
+                labels.append(sample.pred_sem_seg.data[0].to(
+                    self.label_dtype).cpu().numpy())
+                if with_logits:
+                    logits.append(sample.seg_logits.data.float().cpu().numpy())
+        return (labels, logits) if with_logits else labels

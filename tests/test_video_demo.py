@@ -1,0 +1,155 @@
+"""tools/video_demo.py: outputs that match the input frame for frame, and
+bad inputs or outputs that fail with one line and leave nothing behind."""
+import contextlib
+import io
+import os
+import os.path as osp
+import threading
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from helpers import REPO_ROOT, load_tool, randomize_norms
+from mmengine.config import Config
+
+from mmseg.datasets import CityscapesDataset
+from repvgg_seg.apis import init_segmentor
+from repvgg_seg.datasets import make_driving_video
+from repvgg_seg.deploy import SegPredictor
+from repvgg_seg.deploy.loading import build_model
+from repvgg_seg.deploy.video import _Worker
+
+CONFIG = osp.join(REPO_ROOT, 'configs', 'pspnet_repvgg_a0_citymini.py')
+NUM_FRAMES, FPS, SIZE = 5, 7.0, (128, 64)  # size as (width, height)
+
+
+def demo(*args):
+    """tools/video_demo.py in this process; returns what it printed."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        load_tool('video_demo').main([str(a) for a in args])
+    return out.getvalue()
+
+
+def read_video(path):
+    capture = cv2.VideoCapture(str(path))
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return frames, fps
+        frames.append(frame)
+
+
+def assert_fails_cleanly(args, expected, folder):
+    """One-line error, and ``folder`` holds what it held before."""
+    before = sorted(os.listdir(folder))
+    with pytest.raises(SystemExit) as exc:
+        demo(*args)
+    message = str(exc.value.code)
+    assert message.startswith('error: ') and '\n' not in message
+    assert expected in message
+    assert sorted(os.listdir(folder)) == before
+    assert not [t for t in threading.enumerate() if isinstance(t, _Worker)]
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory):
+    """A training-form checkpoint with random BN statistics: the demo must
+    fuse it on load. No training needed, the labels only need to be valid."""
+    model = randomize_norms(build_model(Config.fromfile(CONFIG)))
+    path = tmp_path_factory.mktemp('model') / 'random.pth'
+    dataset_meta = {k: CityscapesDataset.METAINFO[k]
+                    for k in ('classes', 'palette')}
+    torch.save(dict(meta=dict(dataset_meta=dataset_meta),
+                    state_dict=model.state_dict()), path)
+    return str(path)
+
+
+@pytest.fixture(scope='module')
+def video(tmp_path_factory):
+    folder = tmp_path_factory.mktemp('video')
+    return make_driving_video(str(folder / 'drive.mp4'), NUM_FRAMES, FPS,
+                              SIZE)
+
+
+def test_overlay_and_labels_match_the_input(video, checkpoint, tmp_path):
+    out, labels_dir = tmp_path / 'overlay.mp4', tmp_path / 'labels'
+    printed = demo(video, CONFIG, checkpoint, '--out', out, '--out-labels',
+                   labels_dir, '--batch-size', 2, '--show-fps')
+    assert sorted(os.listdir(tmp_path)) == ['labels', 'overlay.mp4']
+    frames, fps = read_video(out)
+    assert len(frames) == NUM_FRAMES and fps == FPS
+    assert frames[0].shape == (SIZE[1], SIZE[0], 3)
+    assert f'{NUM_FRAMES} frames of 128x64 at 7 fps' in printed
+    assert 'FPS end to end' in printed and 'FPS model only' in printed
+    names = sorted(os.listdir(labels_dir))
+    assert names == [f'{i:06d}.png' for i in range(NUM_FRAMES)]
+    labels = [cv2.imread(str(labels_dir / n), cv2.IMREAD_UNCHANGED)
+              for n in names]
+    for label in labels:
+        assert label.dtype == np.uint8 and label.shape == (SIZE[1], SIZE[0])
+        assert label.max() <= 18  # train ids; 255 (ignore) never predicted
+    # frame i's labels are the model's prediction for input frame i
+    predictor = SegPredictor(init_segmentor(CONFIG, checkpoint, fuse=True))
+    expected = predictor.predict(read_video(video)[0])
+    for label, want in zip(labels, expected):
+        assert (label == want).mean() > 0.999
+
+
+def test_folder_of_frames(video, checkpoint, tmp_path):
+    frames_dir = tmp_path / 'frames'
+    frames_dir.mkdir()
+    for i, frame in enumerate(read_video(video)[0][:3]):
+        cv2.imwrite(str(frames_dir / f'{i:04d}.png'), frame)
+    out = tmp_path / 'overlay.avi'
+    demo(frames_dir, CONFIG, checkpoint, '--out', out, '--fps', 5)
+    frames, fps = read_video(out)
+    assert len(frames) == 3 and fps == 5
+    assert frames[0].shape == (SIZE[1], SIZE[0], 3)
+
+
+@pytest.mark.parametrize('kind, expected', [
+    ('missing', 'does not exist'),
+    ('empty', 'is empty (0 bytes)'),
+    ('random_bytes', 'cannot open video'),
+    ('empty_folder', 'holds no images'),
+])
+def test_bad_input_fails_cleanly(kind, expected, checkpoint, tmp_path):
+    source = tmp_path / ('frames' if kind == 'empty_folder' else 'in.mp4')
+    if kind == 'empty':
+        source.write_bytes(b'')
+    elif kind == 'random_bytes':
+        source.write_bytes(np.random.default_rng(0).bytes(20000))
+    elif kind == 'empty_folder':
+        source.mkdir()
+    assert_fails_cleanly(
+        [source, CONFIG, checkpoint, '--out', tmp_path / 'out.mp4',
+         '--out-labels', tmp_path / 'labels'], expected, tmp_path)
+
+
+@pytest.mark.parametrize('out, expected', [
+    ('blocker/overlay.mp4', 'cannot create output folder'),
+    ('overlay.xyz', 'use a .mp4, .avi, .mkv file name'),
+])
+def test_unusable_output_fails_cleanly(out, expected, video, checkpoint,
+                                       tmp_path):
+    (tmp_path / 'blocker').write_text('a file where a folder should be')
+    assert_fails_cleanly([video, CONFIG, checkpoint, '--out', tmp_path / out],
+                         expected, tmp_path)
+
+
+def test_failure_midway_removes_partial_output(video, checkpoint, tmp_path):
+    """A frame that breaks after the output was started: the reader thread
+    stops the run, and the half-written video and labels are removed."""
+    frames_dir = tmp_path / 'frames'
+    frames_dir.mkdir()
+    for i, frame in enumerate(read_video(video)[0][:2]):
+        cv2.imwrite(str(frames_dir / f'{i:04d}.png'), frame)
+    (frames_dir / '0002.png').write_bytes(b'not a png')
+    assert_fails_cleanly(
+        [frames_dir, CONFIG, checkpoint, '--out', tmp_path / 'out.mp4',
+         '--out-labels', tmp_path / 'labels'], 'cannot decode frame',
+        tmp_path)

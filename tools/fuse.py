@@ -1,0 +1,43 @@
+"""Fuse a trained segmentor or classifier for deployment.
+
+python tools/fuse.py CONFIG CHECKPOINT OUT.pth [--out-config OUT.py]
+
+Writes the fused checkpoint and its deploy config (default: OUT.pth with
+.py), which load in tools/test.py and mmseg.apis.init_model as they are.
+"""
+import argparse
+import sys
+
+import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
+from repvgg_seg.deploy import DeployError, fuse_checkpoint
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config', help='training config of the checkpoint')
+    parser.add_argument('checkpoint', help='trained checkpoint')
+    parser.add_argument('out_checkpoint', help='fused checkpoint to write')
+    parser.add_argument('--out-config',
+                        help='deploy config to write (default: '
+                        'OUT_CHECKPOINT with .py)')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        report = fuse_checkpoint(args.config, args.checkpoint,
+                                 args.out_checkpoint, args.out_config)
+    except (DeployError, OSError) as exc:
+        sys.exit(f'error: {exc}')
+    print(f'Fused RepVGG-{report["arch"]}: fused vs original on a random '
+          f'input, max abs diff {report["max_abs_diff"]:.2e}, relative '
+          f'{report["relative_diff"]:.2e}')
+    print(f'Parameters: {report["params"] / 1e6:.2f} M -> '
+          f'{report["fused_params"] / 1e6:.2f} M')
+    print(f'Saved fused checkpoint {report["out_checkpoint"]} and deploy '
+          f'config {report["out_config"]}')
+
+
+if __name__ == '__main__':
+    main()
