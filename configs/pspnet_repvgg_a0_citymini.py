@@ -43,7 +43,7 @@ optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=2e-3, weight_decay=1e-4))
-max_iters = 240
+max_iters = 480
 param_scheduler = [
     dict(type='PolyLR', eta_min=1e-5, power=0.9, begin=0, end=max_iters,
          by_epoch=False)
@@ -51,5 +51,5 @@ param_scheduler = [
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 default_hooks = dict(
     logger=dict(interval=20),
-    checkpoint=dict(interval=80, max_keep_ckpts=2))
+    checkpoint=dict(interval=160, max_keep_ckpts=2))
 env_cfg = dict(cudnn_benchmark=False)
