@@ -28,6 +28,7 @@ setup(
     extras_require={
         'lite': ['mmcv-lite>=2.1.0,<2.2.0'],
         'full': ['mmcv>=2.1.0,<2.2.0'],
-        'tests': ['pytest'],
+        'export': ['onnx', 'onnxruntime'],
+        'tests': ['pytest', 'onnx', 'onnxruntime'],
     },
 )

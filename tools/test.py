@@ -7,6 +7,8 @@ from mmengine.config import DictAction
 
 import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
 from repvgg_seg.apis import build_runner, configure_test, load_config
+from repvgg_seg.datasets import check_data_roots
+from repvgg_seg.utils import run_cli
 
 
 def parse_args():
@@ -45,8 +47,9 @@ def main():
                       args.launcher)
     configure_test(cfg, args.checkpoint, args.out, args.show, args.show_dir,
                    args.wait_time, args.tta)
+    check_data_roots(cfg, ('test', ))
     build_runner(cfg).test()
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

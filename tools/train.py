@@ -9,7 +9,10 @@ import os
 from mmengine.config import DictAction
 
 import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
-from repvgg_seg.apis import build_runner, enable_amp, load_config
+from repvgg_seg.apis import (build_runner, check_checkpoint, enable_amp,
+                             load_config)
+from repvgg_seg.datasets import check_data_roots
+from repvgg_seg.utils import run_cli
 
 
 def parse_args():
@@ -40,8 +43,13 @@ def main():
     if args.amp:
         enable_amp(cfg)
     cfg.resume = args.resume
+    # Fail in seconds, with one line, on what the Runner would otherwise
+    # trip over deep inside (or, for load_from, half-load with warnings).
+    check_data_roots(cfg, ('train', 'val'))
+    if cfg.get('load_from') and not cfg.resume:
+        check_checkpoint(cfg, cfg.load_from, whole_model=False)
     build_runner(cfg).train()
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -33,3 +33,7 @@ model = dict(
             type='Pretrained', checkpoint='checkpoints/RepVGG-B2-train.pth')),
     decode_head=dict(in_channels=2560, norm_cfg=norm_cfg),
     auxiliary_head=dict(in_channels=640, norm_cfg=norm_cfg))
+# Check every image and label map of the train/val lists before the first
+# iteration (tools/check_dataset.py runs the same check on its own); skip
+# it with --cfg-options custom_hooks.0.enabled=False
+custom_hooks = [dict(type='CheckDatasetHook', nproc=8)]

@@ -4,11 +4,13 @@ import logging
 import os.path as osp
 
 import torch
-from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 from mmseg.registry import RUNNERS
+from ..deploy.loading import (DeployError, backbone_arch, build_model,
+                              load_weights, read_checkpoint, state_dict_of)
+from ..utils import read_config
 
 #: mmseg evaluators that save predicted label maps under ``output_dir``.
 SEG_EVALUATORS_WITH_OUTPUT = ('IoUMetric', 'CityscapesMetric')
@@ -19,10 +21,8 @@ def load_config(path, cfg_options=None, work_dir=None, launcher='none'):
     way (default ``work_dirs/<config name>``)."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'config {path} does not exist')
-    cfg = Config.fromfile(path)
+    cfg = read_config(path, cfg_options)
     cfg.launcher = launcher
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
@@ -92,11 +92,31 @@ def build_runner(cfg):
     return Runner.from_cfg(cfg)
 
 
+def check_checkpoint(cfg, checkpoint, whole_model=True):
+    """Refuse, before the Runner starts, a checkpoint that must not or
+    cannot be loaded into ``cfg.model``: the Runner would load what fits
+    and only warn. ``whole_model=False`` (``load_from`` for fine-tuning,
+    where heads may differ) only requires the same RepVGG arch."""
+    source = read_checkpoint(checkpoint)
+    if whole_model:
+        load_weights(build_model(cfg), source, checkpoint, cfg.filename)
+        return
+    with torch.device('meta'):
+        model = build_model(cfg)
+    found = backbone_arch(state_dict_of(source, checkpoint))
+    expected = backbone_arch(model.state_dict())
+    if found != expected:
+        raise DeployError(f'{checkpoint} holds RepVGG-{found} weights but '
+                          f'{cfg.filename} builds RepVGG-{expected}: use a '
+                          'checkpoint of the same arch')
+
+
 def configure_test(cfg, checkpoint, out=None, show=False, show_dir=None,
                    wait_time=2, tta=False):
     """Apply ``tools/test.py``'s options to ``cfg`` (as MMSeg's test.py)."""
     if not osp.isfile(checkpoint):
         raise FileNotFoundError(f'checkpoint {checkpoint} does not exist')
+    check_checkpoint(cfg, checkpoint)
     cfg.load_from = checkpoint
     if show or show_dir:
         hook = cfg.default_hooks.get('visualization')

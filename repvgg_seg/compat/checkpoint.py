@@ -85,7 +85,7 @@ def load_from_local(filename, map_location='cpu'):
         return torch.load(filename, map_location=map_location,
                           weights_only=True)
     except pickle.UnpicklingError as exc:
-        found = re.search(r'Unsupported global: GLOBAL (\S+)', str(exc))
+        found = re.search(r'GLOBAL (\S+)', str(exc))  # any torch version
         detail = (f'it asks for {found.group(1)}' if found else
                   str(exc).split('WeightsUnpickler error:')[-1].strip())
         raise CheckpointError(

@@ -12,6 +12,8 @@ problem lives:
   ``last_checkpoint`` if it is whole, else the newest whole ``*.pth``.
 """
 import glob
+import io
+import logging
 import os
 import os.path as osp
 import re
@@ -20,8 +22,16 @@ import zipfile
 
 import mmengine.runner.checkpoint as mm_checkpoint
 import mmengine.runner.runner as mm_runner
+import torch
 from mmengine.fileio.backends import LocalBackend
 from mmengine.logging import print_log
+
+
+def _umask():
+    """The process umask (reading it means setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(data, filepath, mode='wb', encoding=None):
@@ -31,6 +41,7 @@ def atomic_write(data, filepath, mode='wb', encoding=None):
     fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp-',
                                suffix=osp.basename(filepath))
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # what open() gives, not 0600
         with os.fdopen(fd, mode, encoding=encoding) as f:
             f.write(data)
             f.flush()
@@ -40,6 +51,13 @@ def atomic_write(data, filepath, mode='wb', encoding=None):
         if osp.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def atomic_torch_save(obj, filepath):
+    """``torch.save`` through :func:`atomic_write`, as mmengine saves."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write(buffer.getvalue(), filepath)
 
 
 def _put(self, obj, filepath):
@@ -77,7 +95,7 @@ def find_latest_complete_checkpoint(work_dir):
             print_log(f'last_checkpoint in {work_dir} names '
                       f'{recorded or "nothing"}, which is missing or '
                       f'incomplete; resuming from {path}', logger='current',
-                      level='WARNING')
+                      level=logging.WARNING)
             return path
     return None
 

@@ -10,6 +10,7 @@ import contextlib
 import copy
 import ctypes
 import datetime
+import functools
 import gc
 import glob
 import importlib.util
@@ -50,27 +51,36 @@ MD_HEADER = ('# Benchmarks\n\nEvery section below is written by '
 
 
 # ---- measuring --------------------------------------------------------------
-def time_ms(fn, device, warmup, repeat):
-    """Latencies (ms) of ``repeat`` calls of ``fn`` after ``warmup`` calls:
-    CUDA events around each call on a GPU, ``perf_counter`` on the CPU."""
+def time_ms(calls, device, warmup, repeat):
+    """Latencies (ms) of each of ``calls`` (name -> function), called in
+    turn ``repeat`` times after ``warmup`` rounds, so that a drifting load
+    (shared CPUs) or clock hits every one alike: CUDA events around each
+    call on a GPU, ``perf_counter`` on the CPU."""
     for _ in range(warmup):
-        fn()
+        for call in calls.values():
+            call()
+    times = {name: [] for name in calls}
     if device.type != 'cuda':
-        times = []
         for _ in range(repeat):
-            start = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - start) * 1e3)
+            for name, call in calls.items():
+                start = time.perf_counter()
+                call()
+                times[name].append((time.perf_counter() - start) * 1e3)
         return times
     torch.cuda.synchronize(device)
-    events = [(torch.cuda.Event(enable_timing=True),
-               torch.cuda.Event(enable_timing=True)) for _ in range(repeat)]
-    for start, end in events:
-        start.record()
-        fn()
-        end.record()
+    events = []
+    for _ in range(repeat):
+        for name, call in calls.items():
+            start, end = (torch.cuda.Event(enable_timing=True)
+                          for _ in range(2))
+            start.record()
+            call()
+            end.record()
+            events.append((name, start, end))
     torch.cuda.synchronize(device)
-    return [start.elapsed_time(end) for start, end in events]
+    for name, start, end in events:
+        times[name].append(start.elapsed_time(end))
+    return times
 
 
 def summarize(times_ms, batch_size):
@@ -143,6 +153,18 @@ def has_norms(model):
     return any(isinstance(m, _BatchNorm) for m in model.modules())
 
 
+def calibration_images(shape, seed=0):
+    """Random normalised images whose brightness and contrast vary per image
+    and channel. With plain noise every image has the same means, so a BN
+    after a global pooling (PSP's 1x1 bin) measures a variance of ~0 and
+    scales by ~1/sqrt(eps): fp16 then overflows."""
+    gen = torch.Generator().manual_seed(seed)
+    n, c = shape[:2]
+    return (torch.randn(shape, generator=gen) *
+            (0.5 + torch.rand(n, c, 1, 1, generator=gen)) +
+            0.5 * torch.randn(n, c, 1, 1, generator=gen))
+
+
 @torch.no_grad()
 def randomize_norms(model, forward, inputs, seed=0):
     """Random BN affine parameters, and running statistics measured on
@@ -168,7 +190,8 @@ def peak_matmul_tflops(device, dtype=torch.float16, size=8192, repeat=10):
     ceiling that model rates are compared with."""
     a, b = (torch.randn(size, size, device=device, dtype=dtype)
             for _ in range(2))
-    median = np.median(time_ms(lambda: a @ b, device, 3, repeat))
+    median = np.median(time_ms(dict(mm=lambda: a @ b), device, 3,
+                               repeat)['mm'])
     return 2 * size**3 / (median * 1e-3) / 1e12
 
 
@@ -204,25 +227,6 @@ def _cast_context(device, fp16):
     return torch.autocast(device.type, torch.float16, enabled=fp16)
 
 
-def measure(model, forwards, inputs, gmacs, fp16, warmup, repeat):
-    """Latency of each of ``forwards`` (name -> ``fn(model, inputs)``) and
-    the peak memory of the last one."""
-    device, batch = inputs.device, inputs.shape[0]
-    latency = {}
-    with torch.inference_mode(), _cast_context(device, fp16):
-        for name, forward in forwards.items():
-            with peak_memory(device) as memory:
-                times = time_ms(lambda: forward(model, inputs), device,
-                                warmup, repeat)
-            latency[name] = summarize(times, batch)
-    return dict(
-        params_m=sum(p.numel() for name, p in model.named_parameters()
-                     if not name.startswith('auxiliary_head.')) / 1e6,
-        gmacs=gmacs, latency=latency,
-        fps=latency[list(forwards)[-1]]['fps'], batch_size=batch,
-        peak_mem_mib=memory['mib'])
-
-
 def _strict_fp32():
     """cuDNN without TF32, so that fp32 results differ by rounding only."""
     return torch.backends.cudnn.flags(enabled=True, allow_tf32=False)
@@ -240,19 +244,40 @@ def agreement(model, fused, forward, inputs, fp16):
     return dict(logits_max_rel_diff=rel, labels_agree_pct=100 * same)
 
 
+def inference_params(model):
+    """Parameters in millions, the auxiliary head (training only) left out."""
+    return sum(p.numel() for name, p in model.named_parameters()
+               if not name.startswith('auxiliary_head.')) / 1e6
+
+
 def measure_forms(name, family, model, forwards, inputs, args, gmacs_of):
-    """Records of ``model`` fused and, for RepVGG models that have BN,
-    in training form; ``gmacs_of(model)`` counts a form's multiply-adds."""
+    """Records of ``model`` fused and, for RepVGG models that have BN, in
+    training form: the latency of each of ``forwards`` (name ->
+    ``fn(model, inputs)``; the forms timed in turn, see :func:`time_ms`),
+    the peak memory of a call of the last one, and ``gmacs_of(model)``."""
     fused = fuse_model(copy.deepcopy(model))
-    forms = [('fused', fused)]
+    forms = {'fused': fused}
     if family == 'repvgg' and has_norms(model):
-        forms.insert(0, ('training', model))
+        forms = {'training': model, 'fused': fused}
+    device, batch = inputs.device, inputs.shape[0]
+    last = list(forwards.values())[-1]
+    gmacs = {form: gmacs_of(m) for form, m in forms.items()}
     records = []
-    for form, m in forms:
-        record = dict(model=name, family=family, form=form)
-        record.update(measure(m, forwards, inputs, gmacs_of(m), args.fp16,
-                              args.warmup, args.repeat))
-        records.append(record)
+    with torch.inference_mode(), _cast_context(device, args.fp16):
+        times = time_ms({(form, fwd): functools.partial(forward, m, inputs)
+                         for form, m in forms.items()
+                         for fwd, forward in forwards.items()},
+                        device, args.warmup, args.repeat)
+        for form, m in forms.items():
+            with peak_memory(device) as memory:
+                last(m, inputs)
+            latency = {fwd: summarize(times[form, fwd], batch)
+                       for fwd in forwards}
+            records.append(dict(
+                model=name, family=family, form=form,
+                params_m=inference_params(m), gmacs=gmacs[form],
+                latency=latency, fps=latency[list(forwards)[-1]]['fps'],
+                batch_size=batch, peak_mem_mib=memory['mib']))
     if len(records) == 2:
         records[1]['speedup_vs_training'] = (records[1]['fps'] /
                                              records[0]['fps'])
@@ -336,13 +361,12 @@ def segmentor_candidates(args):
 
 def build_segmentor(cfg, checkpoint, device, calibration_shape):
     """The segmentor on ``device`` in eval mode, BN (not SyncBN); without a
-    checkpoint random, with BN statistics measured (:func:`randomize_norms`)."""
+    checkpoint random, BN statistics measured (:func:`randomize_norms`)."""
     model = init_segmentor(_untrained(cfg), checkpoint)
     model = revert_sync_batchnorm(model).to(device)
     if checkpoint is None:
-        gen = torch.Generator().manual_seed(0)
-        inputs = torch.randn(calibration_shape, generator=gen).to(device)
-        randomize_norms(model, _tensor_forward, inputs)
+        randomize_norms(model, _tensor_forward,
+                        calibration_images(calibration_shape).to(device))
     return model
 
 
@@ -368,47 +392,51 @@ def reference_labels(model, image):
         return _labels_forward(model, data['inputs'])[0]
 
 
-def measure_fast_paths(name, model, variants, images, gmacs, args, device):
+def measure_fast_paths(name, model, variants, images, inputs, gmacs, args):
     """Each fast-path variant end to end (uint8 BGR batch on the device ->
-    labels): speed, setup time (cuDNN autotuning, compiling, graph capture)
-    and label agreement with :func:`reference_labels` on ``images``. A
-    variant that fails (say, torch.compile without a compiler) is recorded
-    with its error and the others go on."""
+    labels): setup time (fusion, cuDNN autotuning, compiling, graph
+    capture), label agreement with :func:`reference_labels` on ``images``,
+    and speed, timed in turn with the training form's full inference on
+    ``inputs`` (see :func:`time_ms`), whose speed-up it reports. A variant
+    that fails (say, torch.compile without a compiler) is recorded with its
+    error and the others go on."""
+    device = inputs.device
     references = [reference_labels(model, image) for image in images]
     frames = [torch.from_numpy(image).to(device)[None] for image in images]
     batch = frames[0].expand(args.batch_size, -1, -1, -1).contiguous()
-    records = []
+    records, calls = {}, {}
     for variant in variants:
         print(f'  fast path {variant} ...', flush=True)
         try:
-            records.append(dict(model=name, **_fast_path(
-                model, variant, batch, frames, references, gmacs, args)))
+            options = parse_variant(variant)
+            start = time.perf_counter()
+            segmenter = optimize_for_inference(model, **options)
+            segmenter(batch)
+            if device.type == 'cuda':
+                torch.cuda.synchronize(device)
+            setup_s = time.perf_counter() - start
+            same = sum((segmenter(f)[0] == r).sum().item()
+                       for f, r in zip(frames, references))
         except Exception as exc:  # reported in the table, not hidden
-            records.append(dict(model=name, variant=variant,
-                                error=f'{type(exc).__name__}: {exc}'[:300]))
-            print(f'  {variant} failed: {records[-1]["error"]}', flush=True)
-        if device.type == 'cuda':
-            torch.cuda.empty_cache()
-    return records
-
-
-def _fast_path(model, variant, batch, frames, references, gmacs, args):
-    device = batch.device
-    start = time.perf_counter()
-    options = parse_variant(variant)
-    segmenter = optimize_for_inference(model, **options)
-    segmenter(batch)
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-    setup_s = time.perf_counter() - start
-    times = time_ms(lambda: segmenter(batch), device, args.warmup,
-                    args.repeat)
-    same = sum((segmenter(f)[0] == r).sum().item()
-               for f, r in zip(frames, references))
-    timing = summarize(times, args.batch_size)
-    return dict(
-        variant=variant_name(**options), setup_s=setup_s, gmacs=gmacs,
-        batch_size=args.batch_size, **timing, labels_agree_pct=100 * same / sum(r.numel() for r in references))
+            records[variant] = dict(model=name, variant=variant,
+                                    error=f'{type(exc).__name__}: {exc}'[:300])
+            print(f'  {variant} failed: {records[variant]["error"]}',
+                  flush=True)
+            continue
+        calls[variant] = functools.partial(segmenter, batch)
+        records[variant] = dict(
+            model=name, variant=variant_name(options), setup_s=setup_s,
+            gmacs=gmacs, batch_size=args.batch_size,
+            labels_agree_pct=100 * same / sum(r.numel() for r in references))
+    with torch.inference_mode():
+        calls['training'] = functools.partial(_labels_forward, model, inputs)
+        times = time_ms(calls, device, args.warmup, args.repeat)
+    training = summarize(times.pop('training'), args.batch_size)
+    for variant, variant_times in times.items():
+        records[variant].update(summarize(variant_times, args.batch_size))
+        records[variant]['speedup_vs_training'] = (
+            training['median_ms'] / records[variant]['median_ms'])
+    return list(records.values())
 
 
 def kernel_profile(model, variant, frame, calls=3):
@@ -448,7 +476,7 @@ def run_segmentation(args, on_progress=None):
     inputs = torch.randn(args.batch_size, 3, height, width,
                          generator=torch.Generator().manual_seed(0)).to(
                              device)
-    calibration = (2, 3, max(height // 2, 32), max(width // 2, 32))
+    calibration = (8, 3, max(height // 4, 32), max(width // 4, 32))
     images, images_note = load_agreement_images(args.agreement_images,
                                                 (height, width))
     result = _segmentation_result(args, device, images_note)
@@ -461,8 +489,8 @@ def run_segmentation(args, on_progress=None):
         result['records'] += new
         if args.fast_path:
             result['fast_path'] += measure_fast_paths(
-                name, model, args.fast_path, images, new[-1]['gmacs'], args,
-                device)
+                name, model, args.fast_path, images, inputs, new[-1]['gmacs'],
+                args)
         if args.profile:
             frame = torch.from_numpy(images[0]).to(device)[None]
             try:
@@ -511,7 +539,9 @@ def _segmentation_result(args, device, images_note):
             'under autocast, otherwise weights cast once), cl = channels_last '
             '(with SeparablePool for the PSP pooling) or nchw, graph = CUDA '
             'graph replay or eager, relu = conv+bias+ReLU in one cuDNN call, '
-            'cpost = upsampling + argmax compiled into one kernel, compile = '
+            'cpost = upsampling + argmax compiled into one kernel, fold = '
+            'the PSP pyramid folded through the bottleneck conv '
+            '(FoldedPSPHead, exact), compile = '
             'torch.compile of the whole frame (default mode), max-autotune '
             '= its max-autotune-no-cudagraphs mode, nobench = cudnn.benchmark'
             ' off (see repvgg_seg.deploy.fast_path). setup: seconds from '
@@ -524,12 +554,14 @@ def _segmentation_result(args, device, images_note):
 
 def _common_notes(args, device):
     notes = [
-        f'Timing: {args.warmup} warm-up calls, then the median and p10-p90 '
-        f'of {args.repeat} calls, '
+        f'Timing: {args.warmup} warm-up rounds, then the median and p10-p90 '
+        f'of {args.repeat} calls, the forms of a model called in turn (a '
+        'drifting load hits both alike), '
         + ('each between CUDA events; cudnn.benchmark on.'
            if device.type == 'cuda' else 'each timed with perf_counter.'),
         'Params: of the inference model (the auxiliary head, used only in '
-        'training, left out). GMACs: multiply-adds per image (mmengine FlopAnalyzer; the '
+        'training, left out). GMACs: multiply-adds per image (mmengine '
+        'FlopAnalyzer; the '
         'paper\'s "FLOPs"); TFLOP/s = 2 x GMACs x images/s of the raw '
         'forward.',
         'Peak memory: extra memory at the peak over what was held before '
@@ -543,7 +575,7 @@ def _common_notes(args, device):
     return notes
 
 
-# ---- ImageNet classification -------------------------------------------------
+# ---- ImageNet classification ----------------------------------------------
 class PooledClassifier(nn.Module):
     """A backbone's last stage + global average pool + fc."""
 
@@ -584,7 +616,7 @@ def run_imagenet(args, on_progress=None):
     inputs = torch.randn(args.batch_size, 3, height, width,
                          generator=torch.Generator().manual_seed(0)).to(
                              device)
-    calibration = torch.randn(16, 3, height, width).to(device)
+    calibration = calibration_images((16, 3, height, width)).to(device)
     candidates = [(f'RepVGG-{arch}', 'repvgg',
                    lambda arch=arch: RepVGGClassifier(arch))
                   for arch in args.sweep or PAPER_NUMBERS]
@@ -622,11 +654,21 @@ def run_imagenet(args, on_progress=None):
     return result
 
 
-# ---- reporting ---------------------------------------------------------------
+# ---- reporting ------------------------------------------------------------
 def tflops(record, latency):
-    """Achieved rate: 2 FLOP per multiply-add over the median latency."""
+    """Achieved rate: 2 FLOP per multiply-add over the median latency (None
+    for records saved without their GMACs)."""
+    if 'gmacs' not in record:
+        return None
     return (2 * record['gmacs'] * record.get('batch_size', 1) /
             latency['median_ms'])
+
+
+def _rate(value):
+    """FPS and TFLOP/s with three significant digits at least one
+    decimal: 302.4, 33.6, 0.481."""
+    return '-' if value is None else (f'{value:.1f}' if value >= 10 else
+                                      f'{value:.3g}')
 
 
 def _fmt(value, spec='.1f'):
@@ -666,12 +708,12 @@ def records_table(result):
         lat = r['latency']
         row = [r['model'], r['form'] if r['family'] == 'repvgg' else
                'conv+BN folded', f"{r['params_m']:.2f}", f"{r['gmacs']:.1f}",
-               f"{r['fps']:.1f}", _latency_cell(lat['full' if 'full' in lat
+               _rate(r['fps']), _latency_cell(lat['full' if 'full' in lat
                                                     else 'raw'])]
         if not imagenet:
-            row += [f"{lat['raw']['fps']:.1f}", _latency_cell(lat['raw'])]
+            row += [_rate(lat['raw']['fps']), _latency_cell(lat['raw'])]
         agree = r.get('vs_training', {}).get('labels_agree_pct')
-        row += [f"{tflops(r, lat['raw']):.1f}", _fmt(r['peak_mem_mib'], '.0f'),
+        row += [_rate(tflops(r, lat['raw'])), _fmt(r['peak_mem_mib'], '.0f'),
                 _fmt(r.get('speedup_vs_training'), '.2f'),
                 _fmt(agree, '.3f')]
         if reference:
@@ -684,9 +726,22 @@ def records_table(result):
     return _table(header, rows)
 
 
+#: How to read any fast-path table (rendered with it).
+FAST_PATH_READING = [
+    'With random weights many pixels are near-ties between two classes, '
+    'so agreement there measures rounding (TF32 alone flips ~0.2 %); the '
+    'trained model\'s agreement is the accuracy check. relu fuses the '
+    'RepVGG blocks and the head\'s ConvModules (a ResNet\'s blocks keep '
+    'their ReLU, so baselines gain little from it). An agreement near '
+    '0 % means the reduced-precision logits overflowed (fp16 range; bf16 '
+    'has fp32\'s): seen with random baselines whose PSP-pooling BN was '
+    'calibrated on plain noise (see calibration_images).',
+]
+
+
 def fast_path_table(result, peak_tflops=None):
     header = ['model', 'variant', 'FPS', 'latency ms [p10-p90]', 'setup (s)',
-              'TFLOP/s', 'labels = fp32 (%)']
+              'TFLOP/s', 'labels = fp32 (%)', 'x training form']
     if peak_tflops:
         header.append(f'% of {peak_tflops:.0f} TFLOP/s')
     rows = []
@@ -695,12 +750,13 @@ def fast_path_table(result, peak_tflops=None):
             rows.append([r['model'], r['variant'], 'failed: ' + r['error']]
                         + [''] * (len(header) - 3))
             continue
-        row = [r['model'], r['variant'], f"{r['fps']:.1f}",
+        row = [r['model'], r['variant'], _rate(r['fps']),
                _latency_cell(r), f"{r['setup_s']:.1f}",
-               f"{tflops(r, r):.1f}",
-               f"{r['labels_agree_pct']:.3f}"]
+               _rate(tflops(r, r)), f"{r['labels_agree_pct']:.3f}",
+               _fmt(r.get('speedup_vs_training'), '.2f')]
         if peak_tflops:
-            row.append(f"{100 * tflops(r, r) / peak_tflops:.0f}")
+            rate = tflops(r, r)
+            row.append(_fmt(rate and 100 * rate / peak_tflops, '.0f'))
         rows.append(row)
     return _table(header, rows)
 
@@ -721,9 +777,14 @@ def to_markdown(result, plot_path=None, md_dir=None):
     lines += [records_table(result), '']
     lines += [f'- {note}' for note in result['notes']] + ['']
     if result.get('fast_path'):
-        lines += ['### Fast GPU path (`repvgg_seg.deploy.fast_path`)', '',
+        lines += ['### Fast inference path (`repvgg_seg.deploy.fast_path`)',
+                  '',
                   fast_path_table(result, result.get('peak_tflops')), '']
-        lines += [f'- {n}' for n in result['fast_path_notes']] + ['']
+        lines += [f'- {n}' for n in result['fast_path_notes']
+                  + FAST_PATH_READING] + ['']
+    for name, profile in result.get('profiles', {}).items():
+        lines += [f'<details><summary>Kernel profile of {name}</summary>', '',
+                  '```', profile, '```', '</details>', '']
     if plot_path:
         rel = osp.relpath(plot_path, md_dir) if md_dir else plot_path
         lines += [f'![{result["title"]}]({rel})', '']
@@ -752,6 +813,10 @@ def update_markdown(path, title, section):
         text = text.rstrip('\n') + '\n\n' + block
     with open(path, 'w', encoding='utf-8') as f:
         f.write(text)
+
+
+#: Fast-path variants whose labels agree less with fp32 are not plotted.
+PLOT_MIN_AGREEMENT = 99
 
 
 def plot(result, path):
@@ -786,12 +851,16 @@ def plot(result, path):
                     xytext=(4, 3), textcoords='offset points')
     fastest = {}
     for r in result.get('fast_path', []):
-        if r.get('fps', 0) > fastest.get(r['model'], {}).get('fps', 0):
+        if (r.get('labels_agree_pct', 0) >= PLOT_MIN_AGREEMENT and
+                r['fps'] > fastest.get(r['model'], {}).get('fps', 0)):
             fastest[r['model']] = r
     for name, r in fastest.items():
         params = by_model[name]['fused']['params_m']
         ax.scatter(params, r['fps'], marker='*', s=120, color='tab:red',
                    zorder=3)
+        ax.annotate(f"{name.replace(' (mmseg)', '')}\n{r['variant']}",
+                    (params, r['fps']), fontsize=6, color='tab:red',
+                    xytext=(6, -4), textcoords='offset points')
     handles = [
         plt.Line2D([], [], marker='o', ls='', mfc='none', mec='tab:blue',
                    label='RepVGG, training form'),
@@ -802,14 +871,15 @@ def plot(result, path):
     if fastest:
         handles.append(plt.Line2D([], [], marker='*', ls='', ms=11,
                                   color='tab:red',
-                                  label='fastest fast-path variant'))
+                                  label='fastest fast-path variant with '
+                                  f'labels >= {PLOT_MIN_AGREEMENT} % = fp32'))
     ax.legend(handles=handles, fontsize=8)
     env = result['env']
     ax.set_xlabel('parameters (M)')
     ax.set_ylabel('images/s' if result['mode'] == 'imagenet' else
                   'FPS (logits -> full-size labels)')
-    ax.set_title(f"{result['title']}\n{env['device']}, "
-                 f"{env['precision']}, torch {env['torch']}", fontsize=9)
+    ax.set_title(f"{result['title']}\n{env['device']}; circles, squares: "
+                 f"{env['precision']}; torch {env['torch']}", fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

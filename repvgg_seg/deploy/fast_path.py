@@ -1,28 +1,38 @@
 """Fast GPU inference of a segmentor: BGR images already on the device
 (``N x H x W x 3`` uint8 or float, as frames are decoded) -> label maps.
 
-Everything here is exact except the reduced precision, whose effect is
-measured as label agreement with the fp32 model (``tools/benchmark.py
---fast-path``; results in ``docs/benchmarks.md``):
+On one H100 at 1024x2048 (``docs/benchmarks.md``) the fused PSPNet-RepVGG
+B2-fast / B1g2-fast / A0-fast run at 34 / 50 / 115 FPS in PyTorch's default
+form (fp32 with TF32, NCHW, eager) and at 86 / 137 / 302 FPS here. Each step:
 
-- the model is fused (:func:`~repvgg_seg.deploy.fuse.fuse_model`: one 3x3
-  conv per RepVGG block, no BN anywhere);
-- the data preprocessor's BGR->RGB flip and 1/std are folded into the
-  first conv, so preprocessing is one ``uint8 - mean`` kernel (the mean
-  itself cannot be folded: zero padding would then pad with ``-mean``);
-- weights are cast once (autocast would re-cast every weight every call);
-- channels_last, cudnn.benchmark, and a CUDA graph per input shape, which
-  removes the launch gaps between the ~50 kernels of a frame;
-- logits are upsampled to the input size *before* the argmax, as MMSeg
-  does (argmax at 1/8 scale + nearest upsampling is cheaper but differs).
+- fp16 weights, cast once (autocast re-casts every weight every call):
+  x1.55-1.7;
+- channels_last (cuDNN's NHWC kernels, no transposes): +25-32 %, once the
+  PSP pooling runs as :class:`SeparablePool` (PyTorch's NHWC adaptive
+  pooling kernel took ~14 ms a call and made channels_last 3x slower);
+- conv + bias + ReLU in one cuDNN call (:class:`ConvReLU`): +17-22 %;
+- a CUDA graph per input shape (no launch gaps): +2-4 %;
+- upsampling + argmax compiled into one kernel, so the full-size logits
+  are never written: +1-5 %;
+- the data preprocessor's BGR->RGB flip and 1/std folded into the first
+  conv: preprocessing is one ``uint8 - mean`` kernel (the mean itself
+  cannot be folded: zero padding would then pad with ``-mean``).
+
+All exact but the precision: labels equal the fp32 model's on 99.93 % of
+the pixels for an A0 trained on the mini set (bf16: 99.73 %, same speed).
+Logits are upsampled before the argmax as MMSeg does (argmax at 1/8 scale
++ nearest upsampling is cheaper, but not the same). No gain: grouped convs
+as dense ones, dilated convs as batched sub-images, timing all cuDNN
+algorithms; torch.compile of the whole frame took over 85 s to compile.
 """
 import copy
-import inspect
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule
+
+from mmseg.models.decode_heads import PSPHead
 
 from ..models import RepVGGBlock
 from .fuse import fuse_model
@@ -32,7 +42,12 @@ DTYPES = dict(fp32=torch.float32, tf32=torch.float32, fp16=torch.float16,
 #: Eager calls before a CUDA graph is captured: cudnn.benchmark autotunes
 #: (and torch.compile compiles) on the first, outside the graph.
 GRAPH_WARMUP_CALLS = 3
-#: ``tools/benchmark.py --fast-path`` variant flags -> keyword arguments.
+#: Options of a variant before its flags (``tools/benchmark.py --fast-path``
+#: names): a variant string means the same whatever the defaults become.
+VARIANT_BASE = dict(channels_last=True, cuda_graph=True, cudnn_benchmark=True,
+                    fuse_relu=False, compile_postprocess=False,
+                    fold_psp=False, compile_mode=None)
+#: Variant flags -> :class:`FastSegmenter` keyword arguments.
 VARIANT_FLAGS = {
     'cl': dict(channels_last=True),
     'nchw': dict(channels_last=False),
@@ -41,9 +56,12 @@ VARIANT_FLAGS = {
     'nobench': dict(cudnn_benchmark=False),
     'relu': dict(fuse_relu=True),
     'cpost': dict(compile_postprocess=True),
+    'fold': dict(fold_psp=True),
     'compile': dict(compile_mode='default'),
-    'max-autotune': dict(compile_mode='max-autotune-no-cudagraphs'),
 }
+#: :func:`optimize_for_inference` on a CPU: what runs there.
+CPU_OPTIONS = dict(precision='fp32', cuda_graph=False, fuse_relu=False,
+                   compile_postprocess=False, fold_psp=True)
 
 
 def logits_to_labels(logits, size, align_corners=False):
@@ -55,13 +73,13 @@ def logits_to_labels(logits, size, align_corners=False):
 
 
 def parse_variant(text):
-    """``'fp16+cl+graph'`` -> :class:`FastSegmenter` keyword arguments: a
-    precision (``fp32``, ``tf32``, ``fp16``, ``bf16``; ``-autocast`` keeps
-    fp32 weights under autocast) and flags of :data:`VARIANT_FLAGS`.
-    Unnamed options take the fast defaults."""
+    """``'fp16+cl+graph+relu'`` -> :class:`FastSegmenter` keyword arguments:
+    a precision (``fp32``, ``tf32``, ``fp16``, ``bf16``; ``-autocast`` keeps
+    fp32 weights under autocast) and flags of :data:`VARIANT_FLAGS` applied
+    to :data:`VARIANT_BASE` (flags not named are off)."""
     precision, *flags = text.split('+')
-    kwargs = dict(autocast=precision.endswith('-autocast'))
-    kwargs['precision'] = precision.removesuffix('-autocast')
+    kwargs = dict(VARIANT_BASE, autocast=precision.endswith('-autocast'),
+                  precision=precision.removesuffix('-autocast'))
     if kwargs['precision'] not in DTYPES:
         raise ValueError(f'unknown precision {precision!r} in variant '
                          f'{text!r}; choose from {sorted(DTYPES)}')
@@ -73,21 +91,16 @@ def parse_variant(text):
     return kwargs
 
 
-def variant_name(**options):
-    """The canonical variant string of :class:`FastSegmenter` options, every
-    layout/graph choice named and the other flags that are on: a label
-    that keeps its meaning if the defaults change."""
-    defaults = inspect.signature(FastSegmenter).parameters
-    resolved = {k: p.default for k, p in defaults.items()
-                if p.default is not p.empty}
-    resolved.update(options)
-    parts = [resolved['precision'] + ('-autocast' if resolved['autocast']
-                                      else ''),
-             'cl' if resolved['channels_last'] else 'nchw',
-             'graph' if resolved['cuda_graph'] else 'eager']
+def variant_name(options):
+    """The canonical string of complete :class:`FastSegmenter` options
+    (as :func:`parse_variant` returns them): layout, graph, flags on."""
+    parts = [options['precision'] + ('-autocast' if options['autocast']
+                                     else ''),
+             'cl' if options['channels_last'] else 'nchw',
+             'graph' if options['cuda_graph'] else 'eager']
     parts += [flag for flag, flag_options in VARIANT_FLAGS.items()
               if flag not in ('cl', 'nchw', 'graph', 'eager')
-              and all(resolved[k] == v for k, v in flag_options.items())]
+              and all(options[k] == v for k, v in flag_options.items())]
     return '+'.join(parts)
 
 
@@ -152,6 +165,87 @@ class SeparablePool(nn.Module):
         return pooled.view(n, out_h, out_w, c).permute(0, 3, 1, 2)
 
 
+def interpolation_matrix(size, out, align_corners):
+    """``out x size``: bilinear resizing along one axis as a matrix, read
+    off ``F.interpolate`` itself (its bins and edge clamping, exactly)."""
+    eye = torch.eye(size, dtype=torch.float64)[None, :, :, None]
+    resized = F.interpolate(eye, size=(out, 1), mode='bilinear',
+                            align_corners=align_corners)
+    return resized[0, :, :, 0].T
+
+
+def shifted_rows(matrix):
+    """``3 x rows x cols``: ``matrix`` read at row offsets -1, 0, +1, with
+    zero rows beyond the edges (a 3x3 conv's taps and zero padding)."""
+    rows = matrix.shape[0]
+    shifted = matrix.new_zeros(3, *matrix.shape)
+    shifted[0, 1:], shifted[1], shifted[2, :rows - 1] = (matrix[:-1], matrix,
+                                                         matrix[1:])
+    return shifted
+
+
+class FoldedPSPHead(nn.Module):
+    """A fused PSPHead with its pyramid branches folded through the
+    bottleneck conv, exactly. The bottleneck is a 3x3 conv over
+    ``[x, up(p_1), up(p_2), up(p_3), up(p_6)]``; its part over each
+    upsampled branch equals ``sum_taps shift(up(W_tap @ p_s))`` (channel
+    mixing commutes with bilinear resizing), and resizing + shifting are
+    matrices along H and W. So the branches cost a few matmuls on s x s
+    maps instead of 4 x 512 of the conv's input channels at full feature
+    size (60 % of PSPNet-RepVGG-A0's multiply-adds)."""
+
+    def __init__(self, head):
+        super().__init__()
+        conv = head.bottleneck.conv
+        if (head.bottleneck.with_norm or conv.kernel_size != (3, 3)
+                or conv.padding != (1, 1) or conv.stride != (1, 1)
+                or conv.dilation != (1, 1) or conv.groups != 1):
+            raise ValueError('FoldedPSPHead needs a fused PSPHead with a '
+                             f'3x3 "same" bottleneck, got {conv}')
+        self.head = head
+        features = conv.in_channels - len(head.psp_modules) * head.channels
+        self.features_conv = nn.Conv2d(features, conv.out_channels, 3,
+                                       padding=1).to(conv.weight)
+        with torch.no_grad():
+            self.features_conv.weight.copy_(conv.weight[:, :features])
+            self.features_conv.bias.copy_(conv.bias)
+        # (branches, 3, 3, out, branch channels): one matrix per tap
+        self.register_buffer('branch_taps', conv.weight[:, features:].reshape(
+            conv.out_channels, len(head.psp_modules), head.channels, 3,
+            3).permute(1, 3, 4, 0, 2).clone())
+        self._resizers = {}
+
+    def _resizer(self, size, out, like):
+        """``3 x out x size``: resizing ``size`` -> ``out`` read at the
+        three tap offsets (cached per size)."""
+        key = (size, out, like.dtype, like.device)
+        if key not in self._resizers:
+            self._resizers[key] = shifted_rows(interpolation_matrix(
+                size, out, self.head.align_corners)).to(like)
+        return self._resizers[key]
+
+    def forward(self, inputs):
+        head = self.head
+        x = head._transform_inputs(inputs)
+        n, _, h, w = x.shape
+        # per branch and tap (i, j): W_ij @ p at s x s, resized + shifted
+        # along W; then along H for all branches and row taps at once
+        partial, along_h = [], []
+        for taps, branch in zip(self.branch_taps, head.psp_modules):
+            p = branch(x)
+            mixed = torch.einsum('ijoc,ncab->nijoab', taps, p)
+            partial.append(torch.einsum(
+                'nijoab,jwb->niawo', mixed,
+                self._resizer(p.shape[3], w, x)).flatten(1, 2).flatten(2))
+            along_h.append(self._resizer(p.shape[2], h, x).permute(
+                1, 0, 2).flatten(1))
+        branches = torch.matmul(torch.cat(along_h, dim=1),
+                                torch.cat(partial, dim=1))
+        branches = branches.view(n, h, w, -1).permute(0, 3, 1, 2)
+        feats = head.bottleneck.activate(self.features_conv(x) + branches)
+        return head.cls_seg(feats)
+
+
 class ConvReLU(nn.Module):
     """A conv and the ReLU after it as one cuDNN call (bias and ReLU in the
     conv kernel's epilogue instead of two more passes over the output)."""
@@ -167,7 +261,7 @@ class ConvReLU(nn.Module):
                                             conv.dilation, conv.groups)
 
 
-def _conv_relu_pairs(model):
+def conv_relu_pairs(model):
     """``(owner, conv name, act name)`` of every conv whose output goes
     straight into a ReLU: fused RepVGG blocks and norm-free ConvModules."""
     for m in model.modules():
@@ -204,40 +298,48 @@ class FastSegmenter:
         fuse_relu: conv+ReLU pairs as :class:`ConvReLU` (CUDA only).
         compile_postprocess: ``torch.compile`` the upsampling + argmax
             into one kernel (the logits at full size are never written).
+        fold_psp: a PSPHead becomes :class:`FoldedPSPHead` (exact; not yet
+            measured on a GPU, so off there by default).
         compile_mode: ``torch.compile`` mode of the whole function (None:
             eager); without its own CUDA graphs when ``cuda_graph`` is set.
     """
 
     def __init__(self, model, precision='fp16', autocast=False,
                  channels_last=True, cuda_graph=True, cudnn_benchmark=True,
-                 fuse_relu=False, compile_postprocess=False,
+                 fuse_relu=True, compile_postprocess=True, fold_psp=False,
                  compile_mode=None):
         self.device = next(model.parameters()).device
-        if cuda_graph and self.device.type != 'cuda':
-            raise ValueError('cuda_graph needs the model on a CUDA device, '
-                             f'it is on {self.device}')
+        for name, wanted in (('cuda_graph', cuda_graph),
+                             ('fuse_relu', fuse_relu)):
+            if wanted and self.device.type != 'cuda':
+                raise ValueError(f'{name} needs the model on a CUDA device, '
+                                 f'it is on {self.device}')
         self.precision, self.autocast = precision, autocast
         self.dtype = DTYPES[precision]
         self.cuda_graph, self.cudnn_benchmark = cuda_graph, cudnn_benchmark
         self.channels_last = channels_last
         model = fuse_model(copy.deepcopy(model))
         self.mean = fold_input_normalization(model).reshape(1, 3, 1, 1)
+        self.align_corners = model.decode_head.align_corners
+        self.label_dtype = (torch.uint8 if model.decode_head.num_classes
+                            <= 255 else torch.int64)
+        if fold_psp and isinstance(model.decode_head, PSPHead):
+            model.decode_head = FoldedPSPHead(model.decode_head)
         if channels_last:
             _replace_modules(model, nn.AdaptiveAvgPool2d,
                              lambda pool: SeparablePool(pool.output_size))
         if fuse_relu:
-            for owner, conv, act in _conv_relu_pairs(model):
+            for owner, conv, act in conv_relu_pairs(model):
                 setattr(owner, conv, ConvReLU(getattr(owner, conv)))
                 setattr(owner, act, nn.Identity())
         weight_dtype = torch.float32 if autocast else self.dtype
         model.to(weight_dtype)
         self.mean = self.mean.to(weight_dtype)
-        if channels_last:
-            model.to(memory_format=torch.channels_last)
+        if channels_last:  # the convs' weights (other tensors may be 5-D)
+            for conv in model.modules():
+                if isinstance(conv, nn.Conv2d):
+                    conv.to(memory_format=torch.channels_last)
         self.model = model
-        self.align_corners = model.decode_head.align_corners
-        self.label_dtype = (torch.uint8 if model.decode_head.num_classes
-                            <= 255 else torch.int64)
         self._postprocess = (torch.compile(self._eager_postprocess)
                              if compile_postprocess else
                              self._eager_postprocess)
@@ -309,9 +411,12 @@ class FastSegmenter:
         return labels[0] if single else labels
 
 
-def optimize_for_inference(model, precision='fp16', **options):
+def optimize_for_inference(model, **options):
     """A :class:`FastSegmenter` of ``model`` (left unchanged) on its device:
     ``images -> labels``. On a GPU the defaults are the fastest path
-    measured; ``precision='fp32'`` stays available (and runs on the CPU
-    with ``cuda_graph=False``)."""
-    return FastSegmenter(model, precision, **options)
+    measured (fp16, channels_last, conv+ReLU fused, compiled
+    postprocessing, CUDA graph); ``precision='fp32'`` (or ``'tf32'``)
+    stays available. On a CPU the defaults are :data:`CPU_OPTIONS`."""
+    if next(model.parameters()).device.type != 'cuda':
+        options = {**CPU_OPTIONS, **options}
+    return FastSegmenter(model, **options)

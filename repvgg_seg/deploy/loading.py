@@ -11,7 +11,6 @@ import copy
 import logging
 import os.path as osp
 
-import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
@@ -19,12 +18,12 @@ from mmengine.runner import CheckpointLoader
 
 from mmseg.datasets import CityscapesDataset
 from mmseg.registry import MODELS
-from ..compat import CheckpointError
+from ..compat import CheckpointError, atomic_torch_save
 from ..models.backbones.repvgg_checkpoint import (PretrainedMismatchError,
                                                   infer_arch, is_deploy_form,
                                                   to_backbone_keys,
                                                   unwrap_state_dict)
-from .files import atomic_output
+from ..utils.config import ConfigError, read_config
 
 
 #: Model settings that change how a network was initialised or trained, or
@@ -48,7 +47,10 @@ def load_config(config):
         return copy.deepcopy(config)
     if not osp.isfile(config):
         raise DeployError(f'config {config} does not exist')
-    return Config.fromfile(config)
+    try:
+        return read_config(config)
+    except ConfigError as exc:
+        raise DeployError(str(exc)) from None
 
 
 def build_model(cfg):
@@ -194,5 +196,4 @@ def dataset_meta_of(checkpoint, model):
 
 def save_checkpoint(checkpoint, path):
     """``torch.save`` that never leaves a partial file under ``path``."""
-    with atomic_output(path) as tmp_path:
-        torch.save(checkpoint, tmp_path)
+    atomic_torch_save(checkpoint, path)

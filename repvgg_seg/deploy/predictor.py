@@ -2,6 +2,7 @@
 demo, so that optimising it (fp16, cudnn, CUDA graphs) speeds up both."""
 from pathlib import Path
 
+import cv2
 import mmcv
 import numpy as np
 import torch
@@ -23,6 +24,8 @@ def as_bgr_image(image):
     if image.dtype.kind not in 'uif':
         raise ValueError(f'expected a numeric image array, got dtype '
                          f'{image.dtype}')
+    if image.dtype.kind == 'f' and not np.isfinite(image).all():
+        raise ValueError('the image has NaN or infinite values')
     if (image.size == 0 or image.ndim not in (2, 3)
             or image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
         raise ValueError(f'expected an HxW, HxWx1, HxWx3 or HxWx4 image, '
@@ -74,11 +77,21 @@ class SegPredictor:
     def forward(self, images):
         """One batch of same-size BGR arrays -> ``SegDataSample`` list
         (``pred_sem_seg`` and ``seg_logits`` at the input size)."""
-        samples = [self.pipeline(dict(img=image)) for image in images]
+        samples = [self._preprocess(image) for image in images]
         data = dict(inputs=[s['inputs'] for s in samples],
                     data_samples=[s['data_samples'] for s in samples])
         with torch.autocast('cuda', torch.float16, enabled=self.fp16):
             return self.model.test_step(data)
+
+    def _preprocess(self, image):
+        try:
+            return self.pipeline(dict(img=image))
+        except cv2.error as exc:
+            height, width = image.shape[:2]
+            raise ValueError(
+                f'the test pipeline cannot preprocess a {height}x{width} '
+                f'image (OpenCV: {exc.err}); an extreme aspect ratio '
+                'scales one side to 0 pixels') from None
 
     def batches(self, images):
         """Consecutive runs of up to ``batch_size`` images of one size."""

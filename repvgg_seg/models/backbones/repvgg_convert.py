@@ -3,12 +3,9 @@
 Unlike loading for fine-tuning, conversion is strict: a missing or unexpected
 tensor would silently become random or lost weights in the written file.
 """
-import os
 import os.path as osp
-import tempfile
 
-import torch
-
+from ...compat import atomic_torch_save
 from .repvgg import ARCH_SETTINGS, RepVGG
 from .repvgg_checkpoint import (LAYOUTS, PretrainedMismatchError,
                                 _load_strict_shapes, infer_arch,
@@ -19,23 +16,6 @@ FORMS = ('train', 'deploy')
 
 class ConversionError(ValueError):
     """A conversion that cannot be done without losing or inventing data."""
-
-
-def save_atomically(obj, dst):
-    """``torch.save`` to a temporary file beside ``dst``, then rename it, so
-    an interrupted or failed write never leaves a truncated ``dst``."""
-    directory = osp.dirname(osp.abspath(dst))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix='.tmp',
-                               prefix=f'.{osp.basename(dst)}.')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from others
-        os.replace(tmp, dst)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def _check_request(src, dst, arch, to, layout):
@@ -90,7 +70,7 @@ def convert_checkpoint(src, dst, arch, to=None, layout='repvgg-seg'):
     if to == 'deploy':
         model.eval().switch_to_deploy()
     meta = dict(arch=arch, form=to, layout=layout, source=osp.abspath(src))
-    save_atomically(
+    atomic_torch_save(
         dict(meta=meta, state_dict=to_layout(model.state_dict(), layout)),
         dst)
     return meta, dropped

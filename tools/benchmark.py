@@ -1,0 +1,127 @@
+"""Benchmark RepVGG segmentors in training and fused form against MMSeg's
+ResNet PSPNets (or the ImageNet classifiers against ResNets), in one run on
+one device, so the speed ratios are side by side.
+
+    python tools/benchmark.py configs/pspnet_repvgg_b2-fast.py [CHECKPOINT]
+        [--shape 1024 2048] [--baseline pspnet_r50-d8 pspnet_r101-d8]
+        [--sweep A0 B1g2 B2] [--fast-path fp32 fp16+cl+graph]
+        [--out r.json] [--plot docs/images/r.png] [--out-md docs/benchmarks.md]
+    python tools/benchmark.py --imagenet [--sweep A0 B2]   # batch 128, 224^2
+    python tools/benchmark.py --from-json r.json --out-md docs/benchmarks.md
+
+Without a checkpoint the weights are random (BN statistics measured on
+random inputs, so fusion has real work): speed does not depend on them.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import shlex
+import sys
+
+import torch
+
+import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
+from repvgg_seg.deploy import benchmark
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='\n'.join(__doc__.splitlines()[3:]))
+    parser.add_argument('config', nargs='?', help='segmentor config (the '
+                        'template of --sweep)')
+    parser.add_argument('checkpoint', nargs='?', help='optional weights')
+    parser.add_argument('--shape', nargs=2, type=int, metavar=('H', 'W'),
+                        help='input size (default 1024 2048; --imagenet '
+                        '224 224)')
+    parser.add_argument('--batch-size', type=int,
+                        help='default 1; --imagenet 128 (the paper\'s)')
+    parser.add_argument('--device', default='cuda' if
+                        torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--fp16', action='store_true',
+                        help='float16 autocast (default fp32)')
+    parser.add_argument('--repeat', type=int, default=30)
+    parser.add_argument('--warmup', type=int, default=10)
+    parser.add_argument('--baseline', nargs='+', default=[], metavar='NAME',
+                        help='MMSeg PSPNets, e.g. pspnet_r18-d8 pspnet_r50-d8'
+                        ' pspnet_r101-d8 (or any config path)')
+    parser.add_argument('--sweep', nargs='+', default=[], metavar='ARCH',
+                        help='measure these RepVGG archs in CONFIG\'s model '
+                        '(--imagenet: default the paper\'s archs)')
+    parser.add_argument('--imagenet', action='store_true',
+                        help='classification form like the paper, against '
+                        'ResNet-18/50/101')
+    parser.add_argument('--fast-path', nargs='+', default=[],
+                        metavar='VARIANT', help='also measure these '
+                        'variants of repvgg_seg.deploy.fast_path end to end, '
+                        'e.g. fp32 tf32 fp16-autocast fp16+nchw fp16+cl+graph'
+                        ' bf16 fp16+compile+graph')
+    parser.add_argument('--agreement-images',
+                        default=benchmark.DEFAULT_AGREEMENT_IMAGES,
+                        help='glob of images for the fast path\'s label '
+                        'agreement with fp32 (resized to --shape)')
+    parser.add_argument('--profile', metavar='VARIANT', help='print the '
+                        'time per GPU kernel of this fast-path variant')
+    parser.add_argument('--peak-tflops', type=float, help='the device\'s '
+                        'datasheet rate, to report the fast path against')
+    parser.add_argument('--title', help='section title (and key) in --out-md'
+                        '; with --from-json it replaces the saved one')
+    parser.add_argument('--out', help='write the results as JSON')
+    parser.add_argument('--plot', help='write the speed-vs-params plot')
+    parser.add_argument('--out-md', help='write or replace this run\'s '
+                        'section of a Markdown file (e.g. docs/benchmarks.md)')
+    parser.add_argument('--from-json', help='render --out-md/--plot from a '
+                        'saved JSON instead of measuring')
+    args = parser.parse_args(argv)
+    if not (args.config or args.imagenet or args.from_json):
+        parser.error('give a CONFIG, --imagenet or --from-json')
+    args.shape = args.shape or ((224, 224) if args.imagenet else (1024, 2048))
+    args.batch_size = args.batch_size or (128 if args.imagenet else 1)
+    args.command = shlex.join(['python', 'tools/benchmark.py'] + argv)
+    if args.title is None and not args.from_json:
+        what = ('ImageNet classifiers' if args.imagenet else
+                osp.splitext(osp.basename(args.config or ''))[0])
+        args.title = (f'{what}, {args.shape[0]}x{args.shape[1]}, batch '
+                      f'{args.batch_size}, {"fp16" if args.fp16 else "fp32"}'
+                      f', {args.device}')
+    return args
+
+
+def write_json(result, path):
+    with open(path, 'w', encoding='utf-8') as f:
+        json.dump(result, f, indent=1)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    for path in (args.out, args.plot, args.out_md):
+        if path and osp.dirname(path):
+            os.makedirs(osp.dirname(path), exist_ok=True)
+    if args.from_json:
+        with open(args.from_json, encoding='utf-8') as f:
+            result = json.load(f)
+        result['title'] = args.title or result['title']
+    else:
+        if args.device.startswith('cuda'):
+            torch.backends.cudnn.benchmark = True
+        save = args.out and (lambda partial: write_json(partial, args.out))
+        run = benchmark.run_imagenet if args.imagenet else \
+            benchmark.run_segmentation
+        result = run(args, save)
+    if args.out:
+        write_json(result, args.out)
+    if args.plot:
+        benchmark.plot(result, args.plot)
+    section = benchmark.to_markdown(
+        result, args.plot, osp.dirname(args.out_md) if args.out_md else None)
+    if args.out_md:
+        benchmark.update_markdown(args.out_md, result['title'], section)
+    print(section)
+    return result
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,65 @@
+"""Export a fused segmentor or classifier to ONNX and check it.
+
+python tools/export_onnx.py CONFIG CHECKPOINT OUT.onnx [--shape H W]
+    [--dynamic] [--fp16] [--with-argmax] [--opset 17]
+    [--check-images 'data/citymini/leftImg8bit/val/*/*.png']
+
+CHECKPOINT may be in training form (fused here) or fused (tools/fuse.py).
+The graph takes the normalised NCHW image (mean, std and channel order are
+in its metadata) and outputs logits at the input size, or the label map
+with --with-argmax. OUT.onnx is written only after onnx.checker, a check
+that the graph holds only fused ops, and onnxruntime matching PyTorch.
+Then, e.g.: trtexec --onnx=OUT.onnx --fp16 --saveEngine=OUT.engine
+"""
+import argparse
+
+import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
+from repvgg_seg.deploy.onnx_export import DEFAULT_OPSET, export_onnx
+from repvgg_seg.utils import run_cli
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config', help='training or deploy config')
+    parser.add_argument('checkpoint', help='training or fused checkpoint')
+    parser.add_argument('out', help='ONNX file to write')
+    parser.add_argument('--shape', nargs=2, type=int, metavar=('H', 'W'),
+                        help='input size (default: the test pipeline\'s)')
+    parser.add_argument('--dynamic', action='store_true',
+                        help='dynamic batch, height and width')
+    parser.add_argument('--fp16', action='store_true',
+                        help='float16 weights, input and output')
+    parser.add_argument('--with-argmax', action='store_true',
+                        help='output the label map instead of the logits')
+    parser.add_argument('--opset', type=int, default=DEFAULT_OPSET,
+                        help='ONNX opset (default: %(default)s)')
+    parser.add_argument('--check-images', metavar='GLOB',
+                        help='images to compare labels on (default: up to 8 '
+                        'validation images of the config, if present)')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    report = export_onnx(args.config, args.checkpoint, args.out, args.shape,
+                         args.dynamic, args.fp16, args.with_argmax,
+                         args.opset, args.check_images)
+    for name, check in report['checks'].items():
+        diff = '' if check['max_abs_diff'] is None else (
+            f'max abs diff {check["max_abs_diff"]:.2e} (relative '
+            f'{check["relative_diff"]:.2e}), ')
+        print(f'onnxruntime vs PyTorch on {name}: {diff}labels agree on '
+              f'{100 * check["labels_agree"]:.3f}% of the outputs')
+    ops = ', '.join(f'{op} x{n}' for op, n in
+                    report['image_path_ops'].most_common())
+    height, width = report['shape']
+    print(f'Graph of {sum(report["ops"].values())} nodes; on the path from '
+          f'the image: {ops}')
+    print(f'Saved {report["out"]}: RepVGG-{report["arch"]}, '
+          f'{report["precision"]}, {height}x{width}'
+          f'{" (dynamic)" if args.dynamic else ""}, outputs '
+          f'{report["output"]}; input {report["preprocessing"]}')
+
+
+if __name__ == '__main__':
+    run_cli(main)
