@@ -27,7 +27,7 @@ from repvgg_seg.deploy import benchmark
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
+        description=' '.join(__doc__.split('\n\n')[0].split()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog='\n'.join(__doc__.splitlines()[3:]))
     parser.add_argument('config', nargs='?', help='segmentor config (the '

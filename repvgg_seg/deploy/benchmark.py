@@ -13,6 +13,7 @@ import datetime
 import functools
 import gc
 import glob
+import os
 import importlib.util
 import os.path as osp
 import platform
@@ -210,7 +211,8 @@ def environment(device, precision):
             conv_tf32=torch.backends.cudnn.allow_tf32,
             fp16_matmul_tflops=round(peak_matmul_tflops(device), 1))
     else:
-        env.update(device=_cpu_name(), threads=torch.get_num_threads())
+        env.update(device=_cpu_name(), threads=torch.get_num_threads(),
+                   load_average=os.getloadavg()[0])
     return env
 
 
@@ -706,10 +708,10 @@ def records_table(result):
     rows = []
     for r in result['records']:
         lat = r['latency']
+        main_latency = lat.get('full', lat['raw'])
         row = [r['model'], r['form'] if r['family'] == 'repvgg' else
                'conv+BN folded', f"{r['params_m']:.2f}", f"{r['gmacs']:.1f}",
-               _rate(r['fps']), _latency_cell(lat['full' if 'full' in lat
-                                                    else 'raw'])]
+               _rate(r['fps']), _latency_cell(main_latency)]
         if not imagenet:
             row += [_rate(lat['raw']['fps']), _latency_cell(lat['raw'])]
         agree = r.get('vs_training', {}).get('labels_agree_pct')
@@ -768,7 +770,9 @@ def to_markdown(result, plot_path=None, md_dir=None):
              f"Command: `{result['command']}`", '',
              f"Device: {env['device']}; torch {env['torch']}"
              + (f", CUDA {env['cuda']}, cuDNN {env['cudnn']}"
-                if 'cuda' in env else f", {env['threads']} threads")
+                if 'cuda' in env else f", {env['threads']} threads"
+                + (f", load average {env['load_average']:.1f} at the start"
+                   if 'load_average' in env else ''))
              + f"; mmseg {env['mmseg']}; precision {env['precision']}; "
              f"{env['date']}.", '']
     if env.get('fp16_matmul_tflops'):

@@ -24,6 +24,11 @@ Logits are upsampled before the argmax as MMSeg does (argmax at 1/8 scale
 + nearest upsampling is cheaper, but not the same). No gain: grouped convs
 as dense ones, dilated convs as batched sub-images, timing all cuDNN
 algorithms; torch.compile of the whole frame took over 85 s to compile.
+
+:class:`FoldedPSPHead` (exact) removes the PSP pyramid's share of the
+bottleneck conv: on 2 CPU cores it makes A0-fast at 512x1024 1.84x faster
+than the training form, against 1.14x for fusion alone (the unchanged head
+is 2/3 of A0's multiply-adds); not yet measured on a GPU.
 """
 import copy
 
@@ -357,8 +362,8 @@ class FastSegmenter:
         with torch.autocast(self.device.type, self.dtype,
                             enabled=self.autocast):
             logits = self.model(x, mode='tensor')
-        # on NCHW logits (small), upsampling and argmax read and write
-        # contiguous rows; PyTorch's NHWC kernels are several times slower
+        # the logits are small: NCHW gives the upsampling and the argmax
+        # contiguous class planes
         return self._postprocess(logits.contiguous(), x.shape[2:])
 
     def _eager_postprocess(self, logits, size):
