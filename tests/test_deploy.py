@@ -329,3 +329,21 @@ def test_predictor_batches_give_single_image_results(random_model):
 def test_predictor_refuses_fp16_off_gpu(random_model):
     with pytest.raises(ValueError, match='CUDA'):
         SegPredictor(random_model, fp16=True)
+
+
+def test_fast_path_serves_images_the_pipeline_keeps(random_model, val_image):
+    image = cv2.resize(cv2.imread(val_image), (320, 160))  # the test scale
+    fast = SegPredictor(random_model, fast=True)
+    exact = SegPredictor(random_model, fast=False)
+    calls = []
+    fast_segmenter = fast.fast
+    fast.fast = lambda frames: calls.append(frames.shape) or fast_segmenter(
+        frames)
+    labels = fast.predict([image])[0]
+    assert calls == [(1, 160, 320, 3)]
+    assert labels.shape == (160, 320) and labels.dtype == np.uint8
+    assert (labels == exact.predict([image])[0]).mean() > 0.999
+    bigger = cv2.resize(image, (640, 320))  # resized by the pipeline
+    assert np.array_equal(fast.predict([bigger])[0],
+                          exact.predict([bigger])[0])
+    assert len(calls) == 1

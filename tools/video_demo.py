@@ -29,7 +29,10 @@ def parse_args(argv=None):
                         'label PNGs (Cityscapes train ids)')
     parser.add_argument('--device', default='cpu', help='e.g. cuda:0')
     parser.add_argument('--fp16', action='store_true',
-                        help='float16 inference (CUDA only)')
+                        help='float16 autocast on the MMSeg path (CUDA only)')
+    parser.add_argument('--fp32', action='store_true',
+                        help='on a GPU, use the MMSeg fp32 path instead of '
+                        'the default fast path (fp16, CUDA graphs)')
     parser.add_argument('--batch-size', type=int, default=1,
                         help='frames per forward pass')
     parser.add_argument('--opacity', type=float, default=0.5,
@@ -54,7 +57,8 @@ def main(argv=None):
             check_outputs(args.out, args.out_labels)  # before the slow load
             model = init_segmentor(args.config, args.checkpoint, args.device,
                                    fuse=True)
-            predictor = SegPredictor(model, args.batch_size, args.fp16)
+            predictor = SegPredictor(model, args.batch_size, args.fp16,
+                                     fast=False if args.fp32 else None)
             stats = segment_video(
                 source, predictor, args.out, args.out_labels, args.opacity,
                 args.show_fps, args.max_frames, args.show)
