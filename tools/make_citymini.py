@@ -4,11 +4,11 @@ Example: python tools/make_citymini.py --video data/drive.mp4
 then:    python tools/prepare_cityscapes.py data/citymini
 """
 import argparse
-import sys
 import time
 
 from repvgg_seg.datasets import generate_citymini
 from repvgg_seg.datasets import make_driving_video
+from repvgg_seg.utils.cli import run_cli
 
 
 def parse_args():
@@ -34,12 +34,8 @@ def parse_args():
 def main():
     args = parse_args()
     start = time.perf_counter()
-    try:
-        summary = generate_citymini(args.out, args.num_train, args.num_val,
-                                    args.height, args.width, args.seed)
-    except (FileExistsError, ValueError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        sys.exit(2)
+    summary = generate_citymini(args.out, args.num_train, args.num_val,
+                                args.height, args.width, args.seed)
     counts = ' + '.join(f'{len(stems)} {split}'
                         for split, stems in summary['splits'].items())
     print(f'wrote {counts} scenes ({args.height}x{args.width}, '
@@ -53,4 +49,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -3,10 +3,9 @@
 Example: python tools/prepare_cityscapes.py data/citymini --nproc 4
 """
 import argparse
-import sys
 
-from repvgg_seg.datasets import CityscapesPrepError
 from repvgg_seg.datasets import prepare_cityscapes
+from repvgg_seg.utils.cli import run_cli
 
 
 def parse_args():
@@ -23,11 +22,7 @@ def parse_args():
 
 def main():
     args = parse_args()
-    try:
-        summary = prepare_cityscapes(args.data_root, args.nproc)
-    except CityscapesPrepError as err:
-        print(f'error: {err}', file=sys.stderr)
-        sys.exit(2)
+    summary = prepare_cityscapes(args.data_root, args.nproc)
     lists = ', '.join(f'{split}.txt ({count})'
                       for split, count in summary['splits'].items())
     print(f'converted {summary["converted"]} label images, skipped '
@@ -36,4 +31,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -16,6 +16,7 @@ import importlib.util
 import os.path as osp
 import sys
 import types
+import warnings
 
 #: Pure-PyTorch submodules of ``mmcv.ops`` that mmseg imports names from.
 PURE_SUBMODULES = ('point_sample', )
@@ -72,6 +73,9 @@ def install_lite_ops_shim():
 
     shim.__getattr__ = __getattr__
     sys.modules['mmcv.ops'] = shim
+    # mmcv.cnn warns on every start that lite lacks this op; expected here.
+    warnings.filterwarnings(
+        'ignore', message='Fail to import ``MultiScaleDeformableAttention``')
     mmcv.ops = shim
     for sub in PURE_SUBMODULES:
         module = importlib.import_module(f'mmcv.ops.{sub}')
