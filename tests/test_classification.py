@@ -299,3 +299,15 @@ def test_bad_layouts_raise_naming_the_folder(tmp_path):
                        match=re.escape(str(tmp_path / 'train' / 'n1'))):
         _dataset(tmp_path)
 
+
+
+def test_imagenet_1k_annotation_list_gets_the_1000_class_names(tmp_path):
+    from repvgg_seg.datasets.imagenet import IMAGENET_CLASSES, ImageNetDataset
+    (tmp_path / 'val').mkdir()
+    (tmp_path / 'val.txt').write_text('a.JPEG 0\nb.JPEG 999\n')
+    dataset = ImageNetDataset(data_root=str(tmp_path), ann_file='val.txt',
+                              data_prefix=dict(img_path='val'),
+                              lazy_init=False, serialize_data=False)
+    assert len(IMAGENET_CLASSES) == 1000 and IMAGENET_CLASSES[0] == 'tench'
+    assert dataset.metainfo['classes'] == IMAGENET_CLASSES
+    assert [d['gt_label'] for d in dataset.load_data_list()] == [0, 999]

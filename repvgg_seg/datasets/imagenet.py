@@ -11,6 +11,7 @@ checkpoint (official, mmpretrain, torchvision).
 """
 import os
 import os.path as osp
+from pathlib import Path
 
 from mmengine.dataset import BaseDataset
 
@@ -28,6 +29,12 @@ def _is_image(name):
     return not name.startswith('.') and name.lower().endswith(IMG_EXTENSIONS)
 
 
+#: The 1000 ImageNet-1k class names in label order (sorted wnids), as in
+#: torchvision's model metadata and the official RepVGG evaluation.
+IMAGENET_CLASSES = tuple(
+    Path(__file__).with_name('imagenet_classes.txt').read_text().splitlines())
+
+
 @DATASETS.register_module()
 class ImageNetDataset(BaseDataset):
     """Images under ``data_root/data_prefix['img_path']`` with class labels.
@@ -37,10 +44,11 @@ class ImageNetDataset(BaseDataset):
             ``<image path relative to img_path> <label>`` lines, for a flat
             folder; without it every sub-folder is a class.
         metainfo (dict): ``classes`` gives display names in label order, a
-            list or a text file with one name per line (e.g. the 1000
-            ImageNet names, which this package does not ship); by default
-            the class folder names (the wnids) are used. Needed with
-            ``ann_file``, whose labels are bare numbers.
+            list or a text file with one name per line. By default the 1000
+            ImageNet names (:data:`IMAGENET_CLASSES`, in the usual sorted-wnid
+            order) when there are 1000 classes, else the class folder names
+            (the wnids). Needed with ``ann_file`` for other than 1000
+            classes, since its labels are bare numbers.
         **kwargs: the rest of :class:`mmengine.dataset.BaseDataset`, e.g.
             ``data_root``, ``data_prefix=dict(img_path='val')``, ``pipeline``.
     """
@@ -60,6 +68,11 @@ class ImageNetDataset(BaseDataset):
             raise FileNotFoundError(
                 f'ImageNetDataset: classes file {given} does not exist')
         if self.ann_file:
+            if not osp.isfile(self.ann_file):
+                raise FileNotFoundError(f'ImageNetDataset: annotation file '
+                                        f'{self.ann_file} does not exist')
+            if given is None and self._labels_reach_1000():
+                given = IMAGENET_CLASSES
             if given is None:
                 raise DatasetLayoutError(
                     f'ImageNetDataset: {self.ann_file} labels are numbers, so '
@@ -70,6 +83,8 @@ class ImageNetDataset(BaseDataset):
             classes = given
         else:
             classes, data_list = self._scan_class_folders(img_dir)
+            if given is None and len(classes) == len(IMAGENET_CLASSES):
+                given = IMAGENET_CLASSES
             if given is not None:
                 if len(given) != len(classes):
                     raise DatasetLayoutError(
@@ -78,6 +93,12 @@ class ImageNetDataset(BaseDataset):
                 classes = given
         self._metainfo['classes'] = tuple(classes)
         return data_list
+
+    def _labels_reach_1000(self):
+        """Whether the annotation list uses label 999 (so it is ImageNet-1k
+        and the built-in names apply)."""
+        with open(self.ann_file) as f:  # already joined with data_root
+            return any(line.split()[-1:] == ['999'] for line in f)
 
     @staticmethod
     def _scan_class_folders(img_dir):
@@ -101,10 +122,6 @@ class ImageNetDataset(BaseDataset):
         return wnids, data_list
 
     def _read_ann_file(self, img_dir, num_classes):
-        if not osp.isfile(self.ann_file):
-            raise FileNotFoundError(
-                f'ImageNetDataset: annotation file {self.ann_file} does not '
-                'exist')
         data_list = []
         with open(self.ann_file, encoding='utf-8') as f:
             for lineno, line in enumerate(f, 1):
