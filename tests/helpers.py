@@ -75,3 +75,17 @@ def load_tool(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def read_video(path):
+    """All frames (uint8 BGR) and the fps of a video file."""
+    import cv2
+    capture = cv2.VideoCapture(str(path))
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            capture.release()
+            return frames, fps
+        frames.append(frame)

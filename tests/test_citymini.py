@@ -5,12 +5,12 @@ import runpy
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from cityscapesscripts.helpers.annotation import Annotation
 from cityscapesscripts.helpers.labels import name2label
 from cityscapesscripts.preparation.json2labelImg import createLabelImage
+from helpers import read_video
 from PIL import Image
 
 from repvgg_seg.datasets import (generate_citymini, make_driving_video,
@@ -147,24 +147,12 @@ def test_refuses_to_overwrite_other_data(tmp_path):
         generate_citymini(tmp_path, **SMALL)
 
 
-def _read_video(path):
-    capture = cv2.VideoCapture(str(path))
-    fps = capture.get(cv2.CAP_PROP_FPS)
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame.astype(np.float32))
-    capture.release()
-    return frames, fps
-
-
 def test_driving_video_has_requested_frames_size_and_fps(tmp_path):
     path = make_driving_video(
         str(tmp_path / 'drive.mp4'), num_frames=12, fps=6.0, size=(128, 64))
     assert Path(path).is_file()
-    frames, fps = _read_video(path)
+    frames, fps = read_video(path)
+    frames = [frame.astype(np.float32) for frame in frames]
     assert len(frames) == 12
     assert frames[0].shape == (64, 128, 3)
     assert fps == pytest.approx(6.0)
@@ -172,7 +160,7 @@ def test_driving_video_has_requested_frames_size_and_fps(tmp_path):
     other_path = make_driving_video(str(tmp_path / 'other.mp4'),
                                     num_frames=1, fps=6.0, size=(128, 64),
                                     seed=1)
-    other, _ = _read_video(other_path)
+    other = [frame.astype(np.float32) for frame in read_video(other_path)[0]]
     step = max(np.abs(a - b).mean() for a, b in zip(frames, frames[1:]))
     assert step < np.abs(frames[0] - other[0]).mean()
 

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import REPO_ROOT, load_tool, randomize_norms
+from helpers import REPO_ROOT, load_tool, randomize_norms, read_video
 from mmengine.config import Config
 
 from mmseg.datasets import CityscapesDataset
@@ -30,17 +30,6 @@ def demo(*args):
     with contextlib.redirect_stdout(out):
         load_tool('video_demo').main([str(a) for a in args])
     return out.getvalue()
-
-
-def read_video(path):
-    capture = cv2.VideoCapture(str(path))
-    fps = capture.get(cv2.CAP_PROP_FPS)
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            return frames, fps
-        frames.append(frame)
 
 
 def assert_fails_cleanly(args, expected, folder):

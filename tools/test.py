@@ -1,14 +1,11 @@
 """Test (and evaluate) a segmentor or classifier (MMSegmentation's
 ``tools/test.py``): prints per-class IoU and mIoU, or top-1/top-5."""
 import argparse
-import os
-
-from mmengine.config import DictAction
 
 import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
 from repvgg_seg.apis import build_runner, configure_test, load_config
 from repvgg_seg.datasets import check_data_roots
-from repvgg_seg.utils import run_cli
+from repvgg_seg.utils import add_runner_arguments, parse_runner_args, run_cli
 
 
 def parse_args():
@@ -27,18 +24,10 @@ def parse_args():
                         '<timestamp>/SHOW_DIR')
     parser.add_argument('--wait-time', type=float, default=2,
                         help='seconds each shown image stays')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings, e.g. '
-        'test_dataloader.dataset.data_root=DIR')
-    parser.add_argument('--launcher', default='none',
-                        choices=['none', 'pytorch', 'slurm', 'mpi'])
+    add_runner_arguments(parser, 'test_dataloader.dataset.data_root=DIR')
     parser.add_argument('--tta', action='store_true',
                         help='test-time augmentation (multi-scale + flip)')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_runner_args(parser)
 
 
 def main():

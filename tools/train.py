@@ -4,15 +4,12 @@ Single process:  python tools/train.py CONFIG
 Multi-GPU/node:  torchrun --nproc_per_node=N tools/train.py CONFIG --launcher pytorch
 """
 import argparse
-import os
-
-from mmengine.config import DictAction
 
 import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
 from repvgg_seg.apis import (build_runner, check_checkpoint, enable_amp,
                              load_config)
 from repvgg_seg.datasets import check_data_roots
-from repvgg_seg.utils import run_cli
+from repvgg_seg.utils import add_runner_arguments, parse_runner_args, run_cli
 
 
 def parse_args():
@@ -24,16 +21,8 @@ def parse_args():
         help='resume from the latest checkpoint in the work_dir')
     parser.add_argument('--amp', action='store_true',
                         help='automatic mixed-precision training')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings, e.g. '
-        'train_dataloader.dataset.data_root=DIR')
-    parser.add_argument('--launcher', default='none',
-                        choices=['none', 'pytorch', 'slurm', 'mpi'])
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_runner_arguments(parser, 'train_dataloader.dataset.data_root=DIR')
+    return parse_runner_args(parser)
 
 
 def main():

@@ -3,6 +3,7 @@ exit code 2 for what the user can fix (a checkpoint, config, path, data
 set), instead of a traceback that buries the message. Anything else is a
 bug and keeps its traceback.
 """
+import os
 import os.path as osp
 import sys
 
@@ -83,3 +84,23 @@ def run_cli(main, *args):
         print(f'error: {one_line(exc)}', file=sys.stderr)
         code = USER_ERROR_EXIT
     sys.exit(code)
+
+
+def add_runner_arguments(parser, example_option):
+    """MMSeg's ``--cfg-options``, ``--launcher`` and ``--local-rank``, shared
+    by ``tools/train.py`` and ``tools/test.py``."""
+    from mmengine.config import DictAction
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help=f'override config settings, e.g. {example_option}')
+    parser.add_argument('--launcher', default='none',
+                        choices=['none', 'pytorch', 'slurm', 'mpi'])
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def parse_runner_args(parser):
+    """Parse, and export ``LOCAL_RANK`` as older launchers only pass
+    ``--local-rank``."""
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
