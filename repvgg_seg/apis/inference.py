@@ -13,6 +13,7 @@ from ..deploy.fuse import deploy_config, fuse_model, is_deploy_config
 from ..deploy.loading import (build_model, dataset_meta_of,
                               is_fused_checkpoint, load_config, load_weights,
                               read_checkpoint)
+from ..utils.errors import InvalidArgument
 
 
 def init_segmentor(config, checkpoint=None, device='cpu', fuse=False,
@@ -26,7 +27,7 @@ def init_segmentor(config, checkpoint=None, device='cpu', fuse=False,
     is in eval mode, with ``model.cfg`` and ``model.dataset_meta`` set.
     """
     if str(device).startswith('cuda') and not torch.cuda.is_available():
-        raise ValueError(f'device {device} requested but CUDA is not '
+        raise InvalidArgument(f'device {device} requested but CUDA is not '
                          'available: use device="cpu"')
     cfg = load_config(config)
     if cfg_options:

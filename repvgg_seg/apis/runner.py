@@ -11,6 +11,7 @@ from mmseg.registry import RUNNERS
 from ..deploy.loading import (DeployError, backbone_arch, build_model,
                               load_weights, read_checkpoint, state_dict_of)
 from ..utils import read_config
+from ..utils.errors import InvalidArgument, PathNotFound
 
 #: mmseg evaluators that save predicted label maps under ``output_dir``.
 SEG_EVALUATORS_WITH_OUTPUT = ('IoUMetric', 'CityscapesMetric')
@@ -20,7 +21,7 @@ def load_config(path, cfg_options=None, work_dir=None, launcher='none'):
     """Read ``path``, apply ``--cfg-options`` and ``--work-dir`` the MMSeg
     way (default ``work_dirs/<config name>``)."""
     if not osp.isfile(path):
-        raise FileNotFoundError(f'config {path} does not exist')
+        raise PathNotFound(f'config {path} does not exist')
     cfg = read_config(path, cfg_options)
     cfg.launcher = launcher
     if work_dir is not None:
@@ -43,7 +44,7 @@ def _distributed_on_cpu(cfg):
     built without GPU device ids.
     """
     if cfg.launcher != 'pytorch':
-        raise ValueError(
+        raise InvalidArgument(
             f'--launcher {cfg.launcher} needs GPUs; for distributed training '
             'on CPUs use torchrun with --launcher pytorch')
     cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
@@ -80,7 +81,7 @@ def enable_amp(cfg):
                   logger='current', level=logging.WARNING)
         return
     if cfg.optim_wrapper.type != 'OptimWrapper':
-        raise ValueError('--amp needs optim_wrapper.type OptimWrapper, got '
+        raise InvalidArgument('--amp needs optim_wrapper.type OptimWrapper, got '
                          f'{cfg.optim_wrapper.type}')
     cfg.optim_wrapper.type = 'AmpOptimWrapper'
     cfg.optim_wrapper.loss_scale = 'dynamic'
@@ -115,13 +116,13 @@ def configure_test(cfg, checkpoint, out=None, show=False, show_dir=None,
                    wait_time=2, tta=False):
     """Apply ``tools/test.py``'s options to ``cfg`` (as MMSeg's test.py)."""
     if not osp.isfile(checkpoint):
-        raise FileNotFoundError(f'checkpoint {checkpoint} does not exist')
+        raise PathNotFound(f'checkpoint {checkpoint} does not exist')
     check_checkpoint(cfg, checkpoint)
     cfg.load_from = checkpoint
     if show or show_dir:
         hook = cfg.default_hooks.get('visualization')
         if hook is None:
-            raise ValueError('--show/--show-dir need a visualization hook in '
+            raise InvalidArgument('--show/--show-dir need a visualization hook in '
                              'default_hooks (SegVisualizationHook)')
         hook['draw'] = True
         if show:
@@ -134,7 +135,7 @@ def configure_test(cfg, checkpoint, out=None, show=False, show_dir=None,
         cfg.model = cfg.tta_model
     if out is not None:
         if cfg.test_evaluator.get('type') not in SEG_EVALUATORS_WITH_OUTPUT:
-            raise ValueError(
+            raise InvalidArgument(
                 f'--out saves segmentation label maps; the test evaluator '
                 f'{cfg.test_evaluator.get("type")} of this config does not '
                 f'write any (use --work-dir for the metrics)')

@@ -16,12 +16,13 @@ import numpy as np
 import torch
 from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
+from ..utils.errors import PathNotFound, UserError
 
 #: Methods a pickled HistoryBuffer refers to by ``getattr(HistoryBuffer, name)``.
 HISTORY_BUFFER_METHODS = ('min', 'max', 'mean', 'current')
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint file that cannot or must not be loaded."""
 
 
@@ -79,7 +80,7 @@ def load_from_local(filename, map_location='cpu'):
     """``torch.load`` with ``weights_only=True`` and readable errors."""
     filename = osp.expanduser(str(filename))
     if not osp.isfile(filename):
-        raise FileNotFoundError(
+        raise PathNotFound(
             f'checkpoint {filename} does not exist: check the path')
     try:
         return torch.load(filename, map_location=map_location,

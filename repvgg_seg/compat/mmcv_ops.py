@@ -17,12 +17,13 @@ import os.path as osp
 import sys
 import types
 import warnings
+from ..utils.errors import UserError
 
 #: Pure-PyTorch submodules of ``mmcv.ops`` that mmseg imports names from.
 PURE_SUBMODULES = ('point_sample', )
 
 
-class CompiledOpUnavailable(RuntimeError):
+class CompiledOpUnavailable(UserError, RuntimeError):
     """Raised when a compiled mmcv op is used on an mmcv-lite install."""
 
 

@@ -21,6 +21,7 @@ from mmengine.utils import track_parallel_progress, track_progress
 from PIL import Image
 
 from mmseg.registry import DATASETS, HOOKS
+from ..utils.errors import InvalidArgument, UserError
 
 #: The bytes a whole file of each format ends with (PNG: the IEND chunk
 #: with its CRC; JPEG: the end-of-image marker).
@@ -32,7 +33,7 @@ MIN_SAMPLES_PER_PROCESS = 32
 QUOTED_PROBLEMS = 3
 
 
-class DatasetCheckError(ValueError):
+class DatasetCheckError(UserError, ValueError):
     """A data set that training would trip over; ``problems`` lists every
     ``'path: what is wrong'`` found here (``count`` may include more)."""
 
@@ -57,7 +58,7 @@ def _unwrap(dataset):
         inner = getattr(dataset, 'datasets', None) or [
             getattr(dataset, 'dataset', None)]
         if inner[0] is None:
-            raise ValueError(f'{type(dataset).__name__} is not a '
+            raise InvalidArgument(f'{type(dataset).__name__} is not a '
                              'segmentation data set: the check reads '
                              'image and label-map pairs')
         dataset = inner[0]

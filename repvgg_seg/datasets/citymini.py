@@ -21,6 +21,7 @@ from cityscapesscripts.preparation.json2labelImg import json2labelImg
 from PIL import Image, ImageDraw
 
 from .cityscapes_prep import IMG_SUFFIX, POLYGON_SUFFIX, SPLITS
+from ..utils.errors import InvalidArgument
 
 #: Synthetic cities per split; as in the real set, val cities are not train
 #: cities.
@@ -701,7 +702,7 @@ def generate_citymini(root='data/citymini',
     saved as ``root/citymini.json``.
     """
     if num_train < 1 or num_val < 0 or height < 32 or width < 64:
-        raise ValueError('citymini needs num_train >= 1, num_val >= 0, '
+        raise InvalidArgument('citymini needs num_train >= 1, num_val >= 0, '
                          'height >= 32 and width >= 64')
     _clear_previous(root)
     summary = dict(height=height, width=width, seed=seed, splits={})

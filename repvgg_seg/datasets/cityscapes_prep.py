@@ -16,6 +16,7 @@ from cityscapesscripts.helpers.labels import name2label
 from cityscapesscripts.preparation.json2labelImg import createLabelImage
 from mmengine.utils import scandir, track_parallel_progress, track_progress
 from PIL import Image
+from ..utils.errors import UserError
 
 SPLITS = ('train', 'val', 'test')
 IMG_SUFFIX = '_leftImg8bit.png'
@@ -24,7 +25,7 @@ TRAIN_IDS_SUFFIX = '_gtFine_labelTrainIds.png'
 CONVERTED, SKIPPED = 'converted', 'skipped'
 
 
-class CityscapesPrepError(ValueError):
+class CityscapesPrepError(UserError, ValueError):
     """A Cityscapes root that cannot be prepared.
 
     The one-line message names the file and says what to do.

@@ -21,9 +21,10 @@ from mmcv.transforms import BaseTransform, LoadImageFromFile
 from mmengine.structures import BaseDataElement
 
 from mmseg.registry import TRANSFORMS
+from ..utils.errors import InvalidArgument, UserError
 
 
-class ImageReadError(OSError):
+class ImageReadError(UserError, OSError):
     """An image file that is missing, unreadable, truncated or corrupt."""
 
 
@@ -116,7 +117,7 @@ class ResizeEdge(BaseTransform):
     def __init__(self, scale, edge='short', interpolation='bilinear',
                  backend='pillow'):
         if edge not in ('short', 'long'):
-            raise ValueError(f"edge must be 'short' or 'long', got {edge!r}")
+            raise InvalidArgument(f"edge must be 'short' or 'long', got {edge!r}")
         self.scale, self.edge = scale, edge
         self.interpolation, self.backend = interpolation, backend
 

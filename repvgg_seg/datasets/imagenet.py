@@ -16,12 +16,13 @@ from pathlib import Path
 from mmengine.dataset import BaseDataset
 
 from mmseg.registry import DATASETS
+from ..utils.errors import PathNotFound, UserError
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.pgm', '.tif',
                   '.tiff', '.webp')
 
 
-class DatasetLayoutError(ValueError):
+class DatasetLayoutError(UserError, ValueError):
     """The folders or the annotation file do not form a valid dataset."""
 
 
@@ -59,17 +60,17 @@ class ImageNetDataset(BaseDataset):
     def load_data_list(self):
         img_dir = self.data_prefix['img_path']
         if not osp.isdir(img_dir):
-            raise FileNotFoundError(
+            raise PathNotFound(
                 f'ImageNetDataset: image folder {img_dir} does not exist '
                 f'(data_root={self.data_root!r}); set data_root to the folder '
                 'holding train/ and val/')
         given = self._metainfo.get('classes')
         if isinstance(given, str):  # BaseDataset reads existing files only
-            raise FileNotFoundError(
+            raise PathNotFound(
                 f'ImageNetDataset: classes file {given} does not exist')
         if self.ann_file:
             if not osp.isfile(self.ann_file):
-                raise FileNotFoundError(f'ImageNetDataset: annotation file '
+                raise PathNotFound(f'ImageNetDataset: annotation file '
                                         f'{self.ann_file} does not exist')
             if given is None and self._labels_reach_1000():
                 given = IMAGENET_CLASSES

@@ -4,6 +4,7 @@ import os.path as osp
 
 import numpy as np
 from PIL import Image, ImageDraw
+from ..utils.errors import InvalidArgument
 
 #: Class colours (RGB), far apart so that colour alone separates classes.
 PALETTE = ((220, 40, 40), (40, 180, 60), (50, 80, 220), (230, 200, 40),
@@ -44,7 +45,7 @@ def make_tiny_imagenet(root, num_classes=4, train_per_class=20,
     small network learns them in a few epochs on CPU.
     """
     if not 1 <= num_classes <= len(PALETTE):
-        raise ValueError(f'num_classes must be 1..{len(PALETTE)}, got '
+        raise InvalidArgument(f'num_classes must be 1..{len(PALETTE)}, got '
                          f'{num_classes}')
     rng = np.random.default_rng(seed)
     wnids = [f'n{label:08d}' for label in range(num_classes)]

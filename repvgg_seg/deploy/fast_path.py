@@ -41,6 +41,7 @@ from mmseg.models.decode_heads import PSPHead
 
 from ..models import RepVGGBlock
 from .fuse import fuse_model
+from ..utils.errors import InvalidArgument
 
 DTYPES = dict(fp32=torch.float32, tf32=torch.float32, fp16=torch.float16,
               bf16=torch.bfloat16)
@@ -86,11 +87,11 @@ def parse_variant(text):
     kwargs = dict(VARIANT_BASE, autocast=precision.endswith('-autocast'),
                   precision=precision.removesuffix('-autocast'))
     if kwargs['precision'] not in DTYPES:
-        raise ValueError(f'unknown precision {precision!r} in variant '
+        raise InvalidArgument(f'unknown precision {precision!r} in variant '
                          f'{text!r}; choose from {sorted(DTYPES)}')
     for flag in flags:
         if flag not in VARIANT_FLAGS:
-            raise ValueError(f'unknown flag {flag!r} in variant {text!r}; '
+            raise InvalidArgument(f'unknown flag {flag!r} in variant {text!r}; '
                              f'choose from {sorted(VARIANT_FLAGS)}')
         kwargs.update(VARIANT_FLAGS[flag])
     return kwargs
@@ -122,7 +123,7 @@ def fold_input_normalization(model):
     channel order) that the input still needs subtracted."""
     pre, conv = model.data_preprocessor, first_conv(model)
     if conv.in_channels != 3 or conv.groups != 1:
-        raise ValueError('the first conv must read the 3 image channels '
+        raise InvalidArgument('the first conv must read the 3 image channels '
                          f'with groups=1, got {conv}')
     # the model's channel c reads the input's channel order[c]
     order = [2, 1, 0] if pre.channel_conversion else [0, 1, 2]
@@ -205,7 +206,7 @@ class FoldedPSPHead(nn.Module):
         if (head.bottleneck.with_norm or conv.kernel_size != (3, 3)
                 or conv.padding != (1, 1) or conv.stride != (1, 1)
                 or conv.dilation != (1, 1) or conv.groups != 1):
-            raise ValueError('FoldedPSPHead needs a fused PSPHead with a '
+            raise InvalidArgument('FoldedPSPHead needs a fused PSPHead with a '
                              f'3x3 "same" bottleneck, got {conv}')
         self.head = head
         features = conv.in_channels - len(head.psp_modules) * head.channels
@@ -317,7 +318,7 @@ class FastSegmenter:
         for name, wanted in (('cuda_graph', cuda_graph),
                              ('fuse_relu', fuse_relu)):
             if wanted and self.device.type != 'cuda':
-                raise ValueError(f'{name} needs the model on a CUDA device, '
+                raise InvalidArgument(f'{name} needs the model on a CUDA device, '
                                  f'it is on {self.device}')
         self.precision, self.autocast = precision, autocast
         self.dtype = DTYPES[precision]
@@ -397,10 +398,10 @@ class FastSegmenter:
         if single:
             images = images[None]
         if images.dim() != 4 or images.shape[-1] != 3:
-            raise ValueError('expected N x H x W x 3 (or H x W x 3) BGR '
+            raise InvalidArgument('expected N x H x W x 3 (or H x W x 3) BGR '
                              f'images, got shape {tuple(images.shape)}')
         if images.device != self.device:
-            raise ValueError(f'images are on {images.device}, the model on '
+            raise InvalidArgument(f'images are on {images.device}, the model on '
                              f'{self.device}: move them first')
         with self._flags():
             if not self.cuda_graph:

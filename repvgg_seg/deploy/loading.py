@@ -24,6 +24,7 @@ from ..models.backbones.repvgg_checkpoint import (PretrainedMismatchError,
                                                   to_backbone_keys,
                                                   unwrap_state_dict)
 from ..utils.config import ConfigError, read_config
+from ..utils.errors import UserError
 
 
 #: Model settings that change how a network was initialised or trained, or
@@ -36,7 +37,7 @@ NOT_STRUCTURAL = frozenset({
 })
 
 
-class DeployError(ValueError):
+class DeployError(UserError, ValueError):
     """A config, checkpoint or output path that cannot be used; the message
     is one line that says what is wrong and what to do."""
 

@@ -9,6 +9,7 @@ import torch
 from mmengine.dataset import Compose
 
 from .fast_path import optimize_for_inference
+from ..utils.errors import InvalidArgument
 
 
 def as_bgr_image(image):
@@ -18,19 +19,19 @@ def as_bgr_image(image):
     if isinstance(image, (str, Path)):
         array = mmcv.imread(str(image))  # FileNotFoundError when missing
         if array is None:
-            raise ValueError(f'cannot decode image {image}')
+            raise InvalidArgument(f'cannot decode image {image}')
         return array
     if not isinstance(image, np.ndarray):
-        raise ValueError(f'expected an image path or a numpy array, got '
+        raise InvalidArgument(f'expected an image path or a numpy array, got '
                          f'{type(image).__name__}')
     if image.dtype.kind not in 'uif':
-        raise ValueError(f'expected a numeric image array, got dtype '
+        raise InvalidArgument(f'expected a numeric image array, got dtype '
                          f'{image.dtype}')
     if image.dtype.kind == 'f' and not np.isfinite(image).all():
-        raise ValueError('the image has NaN or infinite values')
+        raise InvalidArgument('the image has NaN or infinite values')
     if (image.size == 0 or image.ndim not in (2, 3)
             or image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
-        raise ValueError(f'expected an HxW, HxWx1, HxWx3 or HxWx4 image, '
+        raise InvalidArgument(f'expected an HxW, HxWx1, HxWx3 or HxWx4 image, '
                          f'got shape {image.shape}')
     if image.ndim == 2:
         image = image[..., None]
@@ -69,10 +70,10 @@ class SegPredictor:
 
     def __init__(self, model, batch_size=1, fp16=False, fast=None):
         if batch_size < 1:
-            raise ValueError(f'batch_size must be >= 1, got {batch_size}')
+            raise InvalidArgument(f'batch_size must be >= 1, got {batch_size}')
         self.device = next(model.parameters()).device
         if fp16 and self.device.type != 'cuda':
-            raise ValueError('fp16 needs the model on a CUDA device, it is '
+            raise InvalidArgument('fp16 needs the model on a CUDA device, it is '
                              f'on {self.device}')
         self.model = model.eval()
         self.batch_size, self.fp16 = batch_size, fp16
@@ -108,7 +109,7 @@ class SegPredictor:
             return self.pipeline(dict(img=image))
         except cv2.error as exc:
             height, width = image.shape[:2]
-            raise ValueError(
+            raise InvalidArgument(
                 f'the test pipeline cannot preprocess a {height}x{width} '
                 f'image (OpenCV: {exc.err}); an extreme aspect ratio '
                 'scales one side to 0 pixels') from None

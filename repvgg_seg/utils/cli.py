@@ -4,64 +4,18 @@ set), instead of a traceback that buries the message. Anything else is a
 bug and keeps its traceback.
 """
 import os
-import os.path as osp
 import sys
+
+from .errors import UserError
 
 USER_ERROR_EXIT = 2
 INTERRUPTED_EXIT = 130
-_PACKAGE_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-def user_error_types():
-    """Exceptions whose message says what is wrong and what to do.
-
-    ``OSError`` covers missing or unwritable paths and disk full;
-    ``SyntaxError`` inside a tool's ``main`` can only come from a config
-    file (code is compiled at import, before ``main`` runs).
-    """
-    from ..compat import CheckpointError, CompiledOpUnavailable
-    from ..datasets import (CityscapesPrepError, DatasetCheckError,
-                            DatasetLayoutError)
-    from ..deploy import DeployError
-    from ..models.backbones.repvgg_checkpoint import PretrainedMismatchError
-    from ..models.backbones.repvgg_convert import ConversionError
-    from .config import ConfigError
-    return (CheckpointError, CityscapesPrepError, CompiledOpUnavailable,
-            ConfigError, ConversionError, DatasetCheckError,
-            DatasetLayoutError, DeployError, PretrainedMismatchError,
-            OSError, SyntaxError)
-
-
-def _our_folders():
-    """This package and the folder of the running tool."""
-    folders = [_PACKAGE_DIR]
-    main_file = getattr(sys.modules.get('__main__'), '__file__', None)
-    if main_file:
-        folders.append(osp.dirname(osp.abspath(main_file)))
-    return tuple(folder + osp.sep for folder in folders)
-
-
-def _raised_in_our_code(exc):
-    """Whether ``exc``, or an exception it was raised from (mmengine's
-    registry re-raises), comes from :func:`_our_folders`, not from a
-    library we call."""
-    ours, seen = _our_folders(), set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        tb = exc.__traceback__
-        while tb is not None and tb.tb_next is not None:
-            tb = tb.tb_next
-        if tb is not None and osp.abspath(
-                tb.tb_frame.f_code.co_filename).startswith(ours):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
 
 
 def is_user_error(exc):
-    """A known user-error type, or a ``ValueError`` our code raised."""
-    return isinstance(exc, user_error_types()) or (
-        isinstance(exc, ValueError) and _raised_in_our_code(exc))
+    """A :class:`UserError`, or an ``OSError`` (the system refused a path
+    the user gave: missing, unwritable, disk full)."""
+    return isinstance(exc, (UserError, OSError))
 
 
 def one_line(exc):

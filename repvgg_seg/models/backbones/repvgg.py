@@ -23,6 +23,7 @@ from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmseg.registry import MODELS
+from ...utils.errors import InvalidArgument
 
 _GROUPED_LAYERS = tuple(range(2, 27, 2))  # 3x3 layers 2, 4, ..., 26 (stem = 0)
 G2_MAP = {layer: 2 for layer in _GROUPED_LAYERS}
@@ -241,10 +242,10 @@ class RepVGG(BaseModule):
         num_stages = len(arch['num_blocks'])
         for name, value in (('strides', strides), ('dilations', dilations)):
             if len(value) != num_stages:
-                raise ValueError(f'RepVGG: {name} needs {num_stages} values '
+                raise InvalidArgument(f'RepVGG: {name} needs {num_stages} values '
                                  f'(one per stage), got {tuple(value)}')
         if not all(0 <= i < num_stages for i in out_indices):
-            raise ValueError(f'RepVGG: out_indices must lie in '
+            raise InvalidArgument(f'RepVGG: out_indices must lie in '
                              f'0..{num_stages - 1}, got {tuple(out_indices)}')
         self.arch = arch
         self.out_indices = tuple(out_indices)

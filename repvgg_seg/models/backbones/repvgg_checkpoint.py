@@ -18,6 +18,7 @@ import re
 import torch
 from mmengine.logging import print_log
 from mmengine.runner.checkpoint import _load_checkpoint
+from ...utils.errors import UserError
 
 #: ``(ours, official)`` module names, whole dot-separated parts of a key.
 OFFICIAL_NAMES = (
@@ -48,7 +49,7 @@ LAYOUTS = {
 _BACKBONE_KEY = re.compile(r'^(stem|stage_\d)\.')
 
 
-class PretrainedMismatchError(ValueError):
+class PretrainedMismatchError(UserError, ValueError):
     """Weights that do not fit the model they are loaded into."""
 
 

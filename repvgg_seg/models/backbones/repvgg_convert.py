@@ -10,11 +10,12 @@ from .repvgg import ARCH_SETTINGS, RepVGG
 from .repvgg_checkpoint import (LAYOUTS, PretrainedMismatchError,
                                 _load_strict_shapes, infer_arch,
                                 is_deploy_form, read_backbone_state, to_layout)
+from ...utils.errors import UserError
 
 FORMS = ('train', 'deploy')
 
 
-class ConversionError(ValueError):
+class ConversionError(UserError, ValueError):
     """A conversion that cannot be done without losing or inventing data."""
 
 

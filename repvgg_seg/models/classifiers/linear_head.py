@@ -4,6 +4,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from mmseg.registry import MODELS
+from ...utils.errors import InvalidArgument
 
 
 @MODELS.register_module()
@@ -24,7 +25,7 @@ class LinearClsHead(BaseModule):
                  init_cfg=None):
         super().__init__(init_cfg)
         if num_classes < 1:
-            raise ValueError(
+            raise InvalidArgument(
                 f'num_classes must be positive, got {num_classes}')
         self.num_classes = num_classes
         self.label_smoothing = label_smoothing

@@ -1,0 +1,75 @@
+"""Write outputs so that a failed or interrupted run never leaves a torn or
+half-written file under the name the user asked for: write next to it under
+a temporary name, flush, then rename (atomic on one file system)."""
+import io
+import os
+import os.path as osp
+import shutil
+import tempfile
+from contextlib import contextmanager
+
+#: Temporary outputs start with this, so stale ones can be recognised.
+TMP_PREFIX = '.tmp-'
+
+
+def _umask():
+    """The process umask (reading it means setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(data, path, mode='wb', encoding=None):
+    """Write ``data`` (bytes or str) so ``path`` is either old or new."""
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=TMP_PREFIX,
+                               suffix=osp.basename(path))
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # what open() gives, not 0600
+        with os.fdopen(fd, mode, encoding=encoding) as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def atomic_torch_save(obj, path):
+    """``torch.save`` through :func:`atomic_write`."""
+    import torch
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write(buffer.getvalue(), path)
+
+
+@contextmanager
+def atomic_output(path):
+    """Yield a temporary path next to ``path``, moved to ``path`` only when
+    the block succeeds; on any error (or Ctrl-C) it is removed.
+
+    For writers that take a path (video writers, ``Config.dump``, a folder
+    of PNGs): the temporary name keeps the extension, as such writers choose
+    the format by it. ``path`` may be a file or a folder.
+    """
+    folder, name = osp.split(osp.abspath(path))
+    stem, ext = osp.splitext(name)
+    tmp_path = osp.join(folder, f'{TMP_PREFIX}{stem}.{os.getpid()}{ext}')
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if osp.isdir(tmp_path):
+            shutil.rmtree(tmp_path, ignore_errors=True)
+        elif osp.lexists(tmp_path):
+            os.remove(tmp_path)
+
+
+def same_file(path_a, path_b):
+    """Whether two paths name one file (links included), existing or not."""
+    if osp.exists(path_a) and osp.exists(path_b):
+        return osp.samefile(path_a, path_b)
+    return osp.realpath(path_a) == osp.realpath(path_b)
