@@ -1,8 +1,19 @@
-from .inference import inference_segmentor, init_segmentor
+"""What the tools and users call: one entry point for each job."""
+from ..datasets import (build_datasets, check_dataset, generate_citymini,
+                        make_driving_video, prepare_cityscapes)
+from ..deploy import SegPredictor, fuse_checkpoint
+from ..models import convert_checkpoint, extract_backbone
+from .export import export_onnx
+from .inference import (inference_model, inference_segmentor, init_model,
+                        init_segmentor)
 from .runner import (build_runner, check_checkpoint, configure_test,
-                     enable_amp, load_config)
+                     enable_amp, load_runner_config)
 
 __all__ = [
-    'build_runner', 'check_checkpoint', 'configure_test', 'enable_amp',
-    'load_config', 'inference_segmentor', 'init_segmentor'
+    'SegPredictor', 'build_datasets', 'build_runner', 'check_checkpoint',
+    'check_dataset', 'configure_test', 'convert_checkpoint', 'enable_amp',
+    'export_onnx', 'extract_backbone', 'fuse_checkpoint',
+    'generate_citymini', 'inference_model', 'inference_segmentor',
+    'init_model', 'init_segmentor', 'load_runner_config',
+    'make_driving_video', 'prepare_cityscapes'
 ]

@@ -1,24 +1,21 @@
-"""Inference API in MMSeg's ``init_model`` / ``inference_model`` style, for
-training and fused (deploy) checkpoints alike.
+"""Inference API with MMSeg 1.x names (``init_model``, ``inference_model``)
+for every model kind (segmentors and classifiers), training and fused
+checkpoints alike; the MMSeg 0.x names stay as aliases.
 
->>> model = init_segmentor('configs/pspnet_repvgg_a0.py', 'iter_80000.pth',
-...                        device='cuda:0', fuse=True)
->>> result = inference_segmentor(model, 'demo.png')  # a SegDataSample
+>>> model = init_model('configs/pspnet_repvgg_a0.py', 'iter_80000.pth',
+...                    device='cuda:0', fuse=True)
+>>> result = inference_model(model, 'demo.png')  # a SegDataSample
 >>> labels = SegPredictor(model, batch_size=8).predict(frames)  # numpy
 """
 import torch
 
-from ..deploy import SegPredictor, as_bgr_image
-from ..deploy.fuse import deploy_config, fuse_model, is_deploy_config
-from ..deploy.loading import (build_model, dataset_meta_of,
-                              is_fused_checkpoint, load_config, load_weights,
-                              read_checkpoint)
+from ..deploy import SegPredictor, as_bgr_image, load_trained_model
 from ..utils.errors import InvalidArgument
 
 
-def init_segmentor(config, checkpoint=None, device='cpu', fuse=False,
-                   cfg_options=None):
-    """Build a segmentor from a config (path or ``Config``) and load a
+def init_model(config, checkpoint=None, device='cpu', fuse=False,
+               cfg_options=None):
+    """Build a model from a config (path or ``Config``) and load a
     checkpoint that must match it.
 
     A fused checkpoint may come with its deploy config or with the training
@@ -28,25 +25,12 @@ def init_segmentor(config, checkpoint=None, device='cpu', fuse=False,
     """
     if str(device).startswith('cuda') and not torch.cuda.is_available():
         raise InvalidArgument(f'device {device} requested but CUDA is not '
-                         'available: use device="cpu"')
-    cfg = load_config(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    source = read_checkpoint(checkpoint) if checkpoint else {}
-    if source and is_fused_checkpoint(source, checkpoint) and \
-            not is_deploy_config(cfg):
-        cfg = deploy_config(cfg)
-    model = build_model(cfg)
-    if checkpoint:
-        load_weights(model, source, checkpoint, getattr(config, 'filename',
-                                                        config))
-    model.dataset_meta = dataset_meta_of(source, model)
-    if fuse:
-        fuse_model(model)
+                              'available: use device="cpu"')
+    model = load_trained_model(config, checkpoint, fuse, cfg_options)
     return model.to(device)
 
 
-def inference_segmentor(model, imgs, batch_size=1, fp16=False):
+def inference_model(model, imgs, batch_size=1, fp16=False):
     """Segment image(s) like ``mmseg.apis.inference_model``: one image
     (path or ``HxW[xC]`` BGR array) gives a ``SegDataSample``, a list gives
     a list. ``pred_sem_seg`` and ``seg_logits`` are at each input's size."""
@@ -56,3 +40,8 @@ def inference_segmentor(model, imgs, batch_size=1, fp16=False):
     results = [sample for batch in predictor.batches(images)
                for sample in predictor.forward(batch)]
     return results if is_batch else results[0]
+
+
+#: MMSeg 0.x names, kept for code written against them.
+init_segmentor = init_model
+inference_segmentor = inference_model

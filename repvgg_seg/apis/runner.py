@@ -8,20 +8,21 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 from mmseg.registry import RUNNERS
-from ..deploy.loading import (DeployError, backbone_arch, build_model,
-                              load_weights, read_checkpoint, state_dict_of)
-from ..utils import read_config
+from ..models import build_model
+from ..models.checkpoints import (CheckpointMismatch, backbone_arch,
+                                  load_weights, read_checkpoint,
+                                  state_dict_of)
+from ..utils.config import read_config
 from ..utils.errors import InvalidArgument, PathNotFound
 
 #: mmseg evaluators that save predicted label maps under ``output_dir``.
 SEG_EVALUATORS_WITH_OUTPUT = ('IoUMetric', 'CityscapesMetric')
 
 
-def load_config(path, cfg_options=None, work_dir=None, launcher='none'):
+def load_runner_config(path, cfg_options=None, work_dir=None,
+                       launcher='none'):
     """Read ``path``, apply ``--cfg-options`` and ``--work-dir`` the MMSeg
     way (default ``work_dirs/<config name>``)."""
-    if not osp.isfile(path):
-        raise PathNotFound(f'config {path} does not exist')
     cfg = read_config(path, cfg_options)
     cfg.launcher = launcher
     if work_dir is not None:
@@ -107,7 +108,7 @@ def check_checkpoint(cfg, checkpoint, whole_model=True):
     found = backbone_arch(state_dict_of(source, checkpoint))
     expected = backbone_arch(model.state_dict())
     if found != expected:
-        raise DeployError(f'{checkpoint} holds RepVGG-{found} weights but '
+        raise CheckpointMismatch(f'{checkpoint} holds RepVGG-{found} weights but '
                           f'{cfg.filename} builds RepVGG-{expected}: use a '
                           'checkpoint of the same arch')
 

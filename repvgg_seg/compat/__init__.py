@@ -5,8 +5,7 @@ Imported first by :mod:`repvgg_seg`, before anything imports ``mmseg.models``.
 """
 from .checkpoint import (CheckpointError, install_safe_checkpoint_loader,
                          load_from_local)
-from .crash_safe import (atomic_torch_save, atomic_write,
-                         find_latest_complete_checkpoint,
+from .crash_safe import (find_latest_complete_checkpoint,
                          install_crash_safe_checkpoints,
                          is_complete_checkpoint)
 from .mmcv_ops import (CompiledOpUnavailable, compiled_ops_available,
@@ -17,8 +16,7 @@ install_safe_checkpoint_loader()
 install_crash_safe_checkpoints()
 
 __all__ = [
-    'CheckpointError', 'CompiledOpUnavailable', 'atomic_torch_save',
-    'atomic_write', 'compiled_ops_available',
+    'CheckpointError', 'CompiledOpUnavailable', 'compiled_ops_available',
     'find_latest_complete_checkpoint', 'install_lite_ops_shim',
     'is_complete_checkpoint', 'load_from_local'
 ]

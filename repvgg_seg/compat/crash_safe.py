@@ -12,52 +12,17 @@ problem lives:
   ``last_checkpoint`` if it is whole, else the newest whole ``*.pth``.
 """
 import glob
-import io
 import logging
-import os
 import os.path as osp
 import re
-import tempfile
 import zipfile
 
 import mmengine.runner.checkpoint as mm_checkpoint
 import mmengine.runner.runner as mm_runner
-import torch
 from mmengine.fileio.backends import LocalBackend
 from mmengine.logging import print_log
 
-
-def _umask():
-    """The process umask (reading it means setting it)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(data, filepath, mode='wb', encoding=None):
-    """Write ``data`` so that ``filepath`` is either old or new, never torn."""
-    folder = osp.dirname(osp.abspath(filepath))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp-',
-                               suffix=osp.basename(filepath))
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # what open() gives, not 0600
-        with os.fdopen(fd, mode, encoding=encoding) as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, filepath)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def atomic_torch_save(obj, filepath):
-    """``torch.save`` through :func:`atomic_write`, as mmengine saves."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write(buffer.getvalue(), filepath)
+from ..utils.files import atomic_write
 
 
 def _put(self, obj, filepath):

@@ -17,6 +17,7 @@ from cityscapesscripts.preparation.json2labelImg import createLabelImage
 from mmengine.utils import scandir, track_parallel_progress, track_progress
 from PIL import Image
 from ..utils.errors import UserError
+from ..utils.files import atomic_write
 
 SPLITS = ('train', 'val', 'test')
 IMG_SUFFIX = '_leftImg8bit.png'
@@ -130,24 +131,6 @@ def _check_image(image_path, annotation, json_path):
             'belong together')
 
 
-def _write_atomically(path, data):
-    """Write data to a temporary file next to path, then rename it to path.
-
-    An interrupted run never leaves a half-written file that a re-run would
-    take as up to date.
-    """
-    folder, name = osp.split(path)
-    tmp_path = osp.join(folder, f'.{name}.{os.getpid()}.tmp')
-    try:
-        with open(tmp_path, 'wb') as f:
-            f.write(data)
-        os.replace(tmp_path, path)
-    except BaseException:
-        if osp.exists(tmp_path):
-            os.unlink(tmp_path)
-        raise
-
-
 def _prepare_sample(paths):
     """Render one trainIds PNG. Returns CONVERTED, SKIPPED or the error.
 
@@ -169,7 +152,7 @@ def _prepare_sample(paths):
                 'regenerate it') from None
         png = io.BytesIO()
         label_image.save(png, format='PNG')
-        _write_atomically(out_path, png.getvalue())
+        atomic_write(png.getvalue(), out_path)
     except CityscapesPrepError as err:
         return err
     return CONVERTED
@@ -202,9 +185,8 @@ def prepare_cityscapes(root, nproc=None):
         raise CityscapesPrepError(
             f'{errors[0]} ({len(errors) - 1} more files failed too)')
     for split, stems in samples.items():
-        _write_atomically(
-            osp.join(root, f'{split}.txt'),
-            ''.join(stem + '\n' for stem in stems).encode())
+        atomic_write(''.join(stem + '\n' for stem in stems).encode(),
+                     osp.join(root, f'{split}.txt'))
     splits = {split: len(stems) for split, stems in samples.items()}
     return dict(converted=results.count(CONVERTED),
                 skipped=results.count(SKIPPED), splits=splits)

@@ -8,7 +8,7 @@ form (fp32 with TF32, NCHW, eager) and at 86 / 137 / 302 FPS here. Each step:
 - fp16 weights, cast once (autocast re-casts every weight every call):
   x1.55-1.7;
 - channels_last (cuDNN's NHWC kernels, no transposes): +25-32 %, once the
-  PSP pooling runs as :class:`SeparablePool` (PyTorch's NHWC adaptive
+  PSP pooling runs as :class:`~.ops.MatMulAdaptiveAvgPool2d` (PyTorch's NHWC adaptive
   pooling kernel took ~14 ms a call and made channels_last 3x slower);
 - conv + bias + ReLU in one cuDNN call (:class:`ConvReLU`): +17-22 %;
 - a CUDA graph per input shape (no launch gaps): +2-4 %;
@@ -41,6 +41,7 @@ from mmseg.models.decode_heads import PSPHead
 
 from ..models import RepVGGBlock
 from .fuse import fuse_model
+from .ops import MatMulAdaptiveAvgPool2d, logits_to_labels
 from ..utils.errors import InvalidArgument
 
 DTYPES = dict(fp32=torch.float32, tf32=torch.float32, fp16=torch.float16,
@@ -68,14 +69,6 @@ VARIANT_FLAGS = {
 #: :func:`optimize_for_inference` on a CPU: what runs there.
 CPU_OPTIONS = dict(precision='fp32', cuda_graph=False, fuse_relu=False,
                    compile_postprocess=False, fold_psp=True)
-
-
-def logits_to_labels(logits, size, align_corners=False):
-    """MMSeg's postprocessing: logits resized (bilinear) to ``size``, then
-    the argmax over classes."""
-    logits = F.interpolate(logits, size=tuple(size), mode='bilinear',
-                           align_corners=align_corners)
-    return logits.argmax(dim=1)
 
 
 def parse_variant(text):
@@ -136,39 +129,6 @@ def fold_input_normalization(model):
         weight[:, order] = conv.weight
     conv.weight.copy_(weight)
     return mean
-
-
-class SeparablePool(nn.Module):
-    """``nn.AdaptiveAvgPool2d`` as two matmuls with pooling matrices (along
-    W, then H), reading the input once: PyTorch's kernel for channels_last
-    input takes ~14 ms per PSPNet pooling at 1024x2048 on an H100. Same
-    bins as PyTorch's; the means round differently (matmul order)."""
-
-    def __init__(self, output_size):
-        super().__init__()
-        self.output_size = nn.modules.utils._pair(output_size)
-        self._matrices = {}
-
-    def _matrix(self, size, out, like):
-        """``out x size``: row ``i`` averages ``floor(i*size/out)`` up to
-        ``ceil((i+1)*size/out)``, PyTorch's adaptive bins."""
-        key = (size, out, like.dtype, like.device)
-        if key not in self._matrices:
-            matrix = torch.zeros(out, size)
-            for i in range(out):
-                start, end = i * size // out, -(-(i + 1) * size // out)
-                matrix[i, start:end] = 1 / (end - start)
-            self._matrices[key] = matrix.to(like)
-        return self._matrices[key]
-
-    def forward(self, x):
-        n, c, h, w = x.shape
-        out_h, out_w = (o or s for o, s in zip(self.output_size, (h, w)))
-        pooled = torch.matmul(self._matrix(w, out_w, x),
-                              x.permute(0, 2, 3, 1))  # n, h, out_w, c
-        pooled = torch.matmul(self._matrix(h, out_h, x),
-                              pooled.reshape(n, h, out_w * c))
-        return pooled.view(n, out_h, out_w, c).permute(0, 3, 1, 2)
 
 
 def interpolation_matrix(size, out, align_corners):
@@ -333,7 +293,7 @@ class FastSegmenter:
             model.decode_head = FoldedPSPHead(model.decode_head)
         if channels_last:
             _replace_modules(model, nn.AdaptiveAvgPool2d,
-                             lambda pool: SeparablePool(pool.output_size))
+                             lambda pool: MatMulAdaptiveAvgPool2d(pool.output_size))
         if fuse_relu:
             for owner, conv, act in conv_relu_pairs(model):
                 setattr(owner, conv, ConvReLU(getattr(owner, conv)))

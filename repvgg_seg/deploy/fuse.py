@@ -10,6 +10,7 @@ bias), with the same ``conv.weight``/``conv.bias`` keys. So
 ``mmseg.apis.init_model`` or ``tools/test.py`` like any other.
 """
 import copy
+import inspect
 import os
 import os.path as osp
 
@@ -18,10 +19,18 @@ import torch.nn as nn
 from mmcv.cnn import ConvModule, fuse_conv_bn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .files import atomic_output, same_file
-from .loading import (DeployError, backbone_arch, build_model,
-                      dataset_meta_of, is_fused_checkpoint, load_config,
-                      load_weights, read_checkpoint, save_checkpoint)
+from mmseg.registry import MODELS
+from ..models import build_model
+from ..models.checkpoints import (backbone_arch, dataset_meta_of,
+                                  is_fused_checkpoint, load_weights,
+                                  read_checkpoint)
+from ..utils.config import read_config
+from ..utils.errors import UserError
+from ..utils.files import atomic_output, atomic_torch_save, same_file
+
+class DeployError(UserError, ValueError):
+    """A model, checkpoint or output that cannot be fused or deployed."""
+
 
 #: Fused and original outputs agree to fp32 rounding; more means a bug.
 FUSE_TOLERANCE = 1e-4
@@ -65,7 +74,13 @@ def fuse_model(model):
 
 
 def _reparameterizable(node):
-    return node.get('type') == 'RepVGG' or 'deploy' in node
+    """A model config node whose class builds its fused form when told
+    ``deploy=True`` (asked of the registered class itself)."""
+    module_type = node.get('type')
+    cls = MODELS.get(module_type) if isinstance(module_type, str) \
+        else module_type
+    return (inspect.isclass(cls) and hasattr(cls, 'switch_to_deploy')
+            and 'deploy' in inspect.signature(cls).parameters)
 
 
 def _deploy_nodes(node):
@@ -153,7 +168,7 @@ def fuse_checkpoint(config, checkpoint, out_checkpoint, out_config=None):
     config (each atomically) and return what was checked and written."""
     out_config = out_config or osp.splitext(out_checkpoint)[0] + '.py'
     _check_paths(config, checkpoint, out_checkpoint, out_config)
-    cfg = load_config(config)
+    cfg = read_config(config)
     source = read_checkpoint(checkpoint)
     if is_fused_checkpoint(source, checkpoint):
         raise DeployError(f'{checkpoint} is already fused: load it with its '
@@ -174,11 +189,9 @@ def fuse_checkpoint(config, checkpoint, out_checkpoint, out_config=None):
     dataset_meta = dataset_meta_of(source, model)
     if dataset_meta is not None:
         meta['dataset_meta'] = dataset_meta
-    for path in (out_checkpoint, out_config):
-        if osp.dirname(path):
-            os.makedirs(osp.dirname(path), exist_ok=True)
-    save_checkpoint(dict(meta=meta, state_dict=model.state_dict()),
-                    out_checkpoint)
+    atomic_torch_save(dict(meta=meta, state_dict=model.state_dict()),
+                      out_checkpoint)
+    os.makedirs(osp.dirname(osp.abspath(out_config)), exist_ok=True)
     with atomic_output(out_config) as tmp_path:
         deploy_cfg.dump(tmp_path)
     return dict(

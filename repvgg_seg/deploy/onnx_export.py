@@ -29,10 +29,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..compat import atomic_write
-from .files import same_file
-from .fuse import fuse_model
-from .loading import DeployError, backbone_arch
+from ..models.checkpoints import backbone_arch
+from ..utils.config import test_pipeline_of
+from ..utils.files import atomic_write
+from .fuse import DeployError, fuse_model
+from .ops import MatMulAdaptiveAvgPool2d
 
 DEFAULT_OPSET = 17
 #: Largest logit difference to onnxruntime, relative to the largest logit:
@@ -69,47 +70,6 @@ def _require_onnx():
         raise ExportError('ONNX export needs onnx and onnxruntime: pip '
                           'install -e ".[export]"') from None
     return onnx, onnxruntime
-
-
-def _averaging_matrix(size, bins):
-    """``bins x size`` matrix whose rows average the input positions of
-    each adaptive-pooling bin, ``[floor(i*size/bins), ceil((i+1)*size/bins))``
-    as PyTorch defines them. Tensor ops, so that traced with a dynamic
-    ``size`` it follows the input size at run time."""
-    index = torch.arange(bins, dtype=torch.float32)
-    start = torch.floor(index * size / bins)
-    end = torch.ceil((index + 1) * size / bins)
-    position = torch.arange(size).to(torch.float32)[None]
-    inside = (position >= start[:, None]) & (position < end[:, None])
-    return inside.to(torch.float32) / (end - start)[:, None]
-
-
-class MatMulAdaptiveAvgPool2d(nn.Module):
-    """``nn.AdaptiveAvgPool2d`` as two matrix products, exactly.
-
-    ONNX has no adaptive pooling, and PyTorch's exporter refuses output
-    sizes that do not divide the input (PSPNet's 3 and 6 bins on a
-    128 x 256 map), let alone dynamic input sizes. With ``input_size``
-    (a static export) the matrices are constants of the graph; without,
-    they are computed from the input's size.
-    """
-
-    def __init__(self, output_size, input_size=None):
-        super().__init__()
-        self.output_size = nn.modules.utils._pair(output_size)
-        self.input_size = input_size
-        if input_size is not None:
-            for name, size, bins in zip(('rows', 'cols'), input_size,
-                                        self.output_size):
-                self.register_buffer(name, _averaging_matrix(size, bins))
-
-    def forward(self, x):
-        if self.input_size is None:
-            rows, cols = (_averaging_matrix(size, bins) for size, bins in
-                          zip(x.shape[-2:], self.output_size))
-        else:
-            rows, cols = self.rows, self.cols
-        return rows.to(x.dtype) @ x @ cols.to(x.dtype).t()
 
 
 @torch.no_grad()
@@ -185,8 +145,7 @@ def normalize(images_bgr, preprocessing):
 def default_shape(cfg):
     """``(H, W)`` the model runs at: the test pipeline's crop (classifier)
     or its ``Resize`` scale (segmentor; MMSeg writes scales as (W, H))."""
-    pipeline = cfg.get('test_pipeline') or \
-        cfg.test_dataloader.dataset.pipeline
+    pipeline = test_pipeline_of(cfg)
     for step in pipeline:
         if step['type'] == 'CenterCrop':
             size = step['crop_size']
@@ -261,17 +220,6 @@ def check_fused_graph(onnx_model):
         raise ExportError(f'the graph is not a fused network: it computes '
                           f'with {found} (expected only '
                           f'{", ".join(sorted(FUSED_GRAPH_OPS))})')
-
-
-def load_for_export(config, checkpoint, out):
-    """``(model as loaded, fused copy)``: the first is the reference."""
-    from ..apis.inference import init_segmentor
-    for name, path in (('config', config), ('checkpoint', checkpoint)):
-        if same_file(out, path):
-            raise ExportError(f'the output {out} would overwrite the input '
-                              f'{name}: choose another output path')
-    model = init_segmentor(config, checkpoint)
-    return model, fuse_model(copy.deepcopy(model))
 
 
 def check_images_of(cfg, pattern=None):
@@ -351,13 +299,13 @@ def verify(onnx_bytes, reference, checks, fp16, with_argmax, dynamic):
     return results
 
 
-def export_onnx(config, checkpoint, out, shape=None, dynamic=False,
-                fp16=False, with_argmax=False, opset=DEFAULT_OPSET,
-                check_images=None):
-    """Export the fused model of ``config`` + ``checkpoint`` (training or
-    fused form) to ``out`` after checking it; return what was checked."""
+def export_onnx(reference, out, shape=None, dynamic=False, fp16=False,
+                with_argmax=False, opset=DEFAULT_OPSET, check_images=None):
+    """Export ``reference`` (a loaded model, training or fused form; it is
+    left as it is) fused to ``out`` after checking the file computes what
+    ``reference`` computes; return what was checked."""
     onnx, _ = _require_onnx()
-    reference, fused = load_for_export(config, checkpoint, out)
+    fused = fuse_model(copy.deepcopy(reference))
     shape = tuple(shape or default_shape(reference.cfg))
     gen = torch.Generator().manual_seed(0)
     example = torch.randn(1, 3, *shape, generator=gen)

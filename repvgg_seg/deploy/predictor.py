@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from mmengine.dataset import Compose
 
+from ..utils.config import test_pipeline_of
 from .fast_path import optimize_for_inference
 from ..utils.errors import InvalidArgument
 
@@ -45,8 +46,8 @@ def as_bgr_image(image):
 def _test_pipeline(cfg):
     """The config's test pipeline, fed arrays instead of files and without
     the annotations, as ``mmseg.apis.inference_model`` runs it."""
-    pipeline = cfg.get('test_pipeline') or cfg.test_dataloader.dataset.pipeline
-    steps = [dict(t) for t in pipeline if t['type'] != 'LoadAnnotations']
+    steps = [dict(t) for t in test_pipeline_of(cfg)
+             if t['type'] != 'LoadAnnotations']
     steps[0] = dict(type='LoadImageFromNDArray')
     return Compose(steps)
 

@@ -17,8 +17,8 @@ import numpy as np
 from mmengine.logging import print_log
 from mmengine.utils import ProgressBar, scandir
 
-from .files import atomic_output
-from .loading import DeployError
+from ..utils.files import atomic_output
+from .fuse import DeployError
 
 #: Writers by output extension (all available in OpenCV's FFmpeg backend).
 FOURCC = {'.mp4': 'mp4v', '.avi': 'MJPG', '.mkv': 'mp4v'}

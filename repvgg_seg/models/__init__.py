@@ -1,6 +1,13 @@
+"""RepVGG backbones, their checkpoints, and model building."""
 from .backbones import ARCH_SETTINGS, RepVGG, RepVGGBlock
+from .builder import build_model
+from .convert import (FORMS, ConversionError, convert_checkpoint,
+                      extract_backbone)
 
-__all__ = ['ARCH_SETTINGS', 'RepVGG', 'RepVGGBlock']
+__all__ = [
+    'ARCH_SETTINGS', 'FORMS', 'ConversionError', 'RepVGG', 'RepVGGBlock',
+    'build_model', 'convert_checkpoint', 'extract_backbone'
+]
 from .classifiers import ImageClassifier, LinearClsHead  # noqa: E402
 
 __all__ += ['ImageClassifier', 'LinearClsHead']

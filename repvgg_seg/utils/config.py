@@ -30,3 +30,9 @@ def read_config(config, cfg_options=None):
             raise ConfigError(f'cannot apply --cfg-options to {config} '
                               f'({type(exc).__name__}: {exc})') from None
     return cfg
+
+
+def test_pipeline_of(cfg):
+    """The config's test pipeline (a list of transform dicts), where MMSeg
+    configs keep it: ``test_pipeline`` or the test data set's."""
+    return cfg.get('test_pipeline') or cfg.test_dataloader.dataset.pipeline

@@ -8,10 +8,9 @@ followed by ReLU. :meth:`RepVGG.switch_to_deploy` folds the branches into one
 Module names follow mmpretrain's RepVGG (``stem``, ``stage_1`` ..
 ``stage_4``; ``branch_3x3``, ``branch_1x1``, ``branch_norm``,
 ``branch_reparam``); mmpretrain checkpoints (whose branch BNs are ``norm``)
-and official ones load through a key rename (:mod:`.repvgg_checkpoint`).
+and official ones load through a key rename (:mod:`..checkpoints`).
 """
 import contextlib
-import copy
 
 import torch
 import torch.nn as nn
@@ -23,40 +22,9 @@ from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmseg.registry import MODELS
+from ..checkpoints.strict import load_pretrained
+from .repvgg_archs import ARCH_SETTINGS, resolve_arch
 from ...utils.errors import InvalidArgument
-
-_GROUPED_LAYERS = tuple(range(2, 27, 2))  # 3x3 layers 2, 4, ..., 26 (stem = 0)
-G2_MAP = {layer: 2 for layer in _GROUPED_LAYERS}
-G4_MAP = {layer: 4 for layer in _GROUPED_LAYERS}
-
-
-def _arch(num_blocks, width_factor, group_layer_map=None, se_cfg=None):
-    return dict(num_blocks=num_blocks, width_factor=width_factor,
-                group_layer_map=group_layer_map or {}, se_cfg=se_cfg)
-
-
-_A_BLOCKS, _B_BLOCKS = (2, 4, 14, 1), (4, 6, 16, 1)
-
-#: Blocks per stage (stem excluded), width multipliers ``(a, a, a, b)`` and
-#: which 3x3 layers are grouped, as in the paper's Table 2 and official code.
-ARCH_SETTINGS = {
-    'A0': _arch(_A_BLOCKS, (0.75, 0.75, 0.75, 2.5)),
-    'A1': _arch(_A_BLOCKS, (1, 1, 1, 2.5)),
-    'A2': _arch(_A_BLOCKS, (1.5, 1.5, 1.5, 2.75)),
-    'B0': _arch(_B_BLOCKS, (1, 1, 1, 2.5)),
-    'B1': _arch(_B_BLOCKS, (2, 2, 2, 4)),
-    'B1g2': _arch(_B_BLOCKS, (2, 2, 2, 4), G2_MAP),
-    'B1g4': _arch(_B_BLOCKS, (2, 2, 2, 4), G4_MAP),
-    'B2': _arch(_B_BLOCKS, (2.5, 2.5, 2.5, 5)),
-    'B2g2': _arch(_B_BLOCKS, (2.5, 2.5, 2.5, 5), G2_MAP),
-    'B2g4': _arch(_B_BLOCKS, (2.5, 2.5, 2.5, 5), G4_MAP),
-    'B3': _arch(_B_BLOCKS, (3, 3, 3, 5)),
-    'B3g2': _arch(_B_BLOCKS, (3, 3, 3, 5), G2_MAP),
-    'B3g4': _arch(_B_BLOCKS, (3, 3, 3, 5), G4_MAP),
-    'D2se': _arch((8, 14, 24, 1), (2.5, 2.5, 2.5, 5),
-                  se_cfg=dict(ratio=16, divisor=1)),
-}
-
 
 class SEBlock(nn.Module):
     """Squeeze-and-excitation after the fused conv (RepVGG-D2se)."""
@@ -220,7 +188,7 @@ class RepVGG(BaseModule):
         deploy (bool): build the fused form (one 3x3 conv per block).
         init_cfg (dict): ``dict(type='Pretrained', checkpoint=PATH)`` loads
             an official RepVGG, mmpretrain or repvgg-seg checkpoint, training
-            or deploy form (see :mod:`.repvgg_checkpoint`).
+            or deploy form (see :mod:`..checkpoints`).
     """
 
     arch_settings = ARCH_SETTINGS
@@ -238,7 +206,7 @@ class RepVGG(BaseModule):
             out_indices=out_indices, strides=strides, dilations=dilations,
             num_dilated_layers=num_dilated_layers, norm_cfg=norm_cfg)
         self.arch_name = arch if isinstance(arch, str) else 'custom'
-        arch = self._resolve_arch(arch)
+        arch = resolve_arch(arch, self.arch_settings)
         num_stages = len(arch['num_blocks'])
         for name, value in (('strides', strides), ('dilations', dilations)):
             if len(value) != num_stages:
@@ -278,19 +246,6 @@ class RepVGG(BaseModule):
             self.stage_names.append(name)
             self.out_channels.append(out_channels)
         self._freeze_stages()
-
-    @classmethod
-    def _resolve_arch(cls, arch):
-        if isinstance(arch, str):
-            if arch not in cls.arch_settings:
-                raise KeyError(f'RepVGG: unknown arch {arch!r}; choose one of '
-                               f'{sorted(cls.arch_settings)} or pass a dict')
-            return copy.deepcopy(cls.arch_settings[arch])
-        missing = {'num_blocks', 'width_factor'} - set(arch)
-        if missing:
-            raise KeyError(f'RepVGG: a custom arch dict needs {sorted(missing)}')
-        return _arch(tuple(arch['num_blocks']), tuple(arch['width_factor']),
-                     arch.get('group_layer_map'), arch.get('se_cfg'))
 
     def _layer_dilations(self):
         """Dilation of each 3x3 layer after the stem, honouring
@@ -338,7 +293,6 @@ class RepVGG(BaseModule):
     def init_weights(self):
         if (self.init_cfg is not None
                 and self.init_cfg.get('type') == 'Pretrained'):
-            from .repvgg_checkpoint import load_pretrained
             load_pretrained(self, self.init_cfg['checkpoint'],
                             prefix=self.init_cfg.get('prefix'))
             self._is_init = True

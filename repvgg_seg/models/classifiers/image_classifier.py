@@ -14,7 +14,7 @@ from mmengine.model import BaseModel
 from mmengine.structures import BaseDataElement
 
 from mmseg.registry import MODELS
-from ..backbones.repvgg_checkpoint import (fuse_training_weights,
+from ..checkpoints import (fuse_training_weights,
                                            is_deploy_form, to_backbone_keys,
                                            unwrap_state_dict)
 

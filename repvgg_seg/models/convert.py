@@ -1,16 +1,17 @@
-"""Convert RepVGG checkpoints between layouts and from training to deploy form.
+"""Write RepVGG weights in another layout or form, or a backbone on its own.
 
 Unlike loading for fine-tuning, conversion is strict: a missing or unexpected
 tensor would silently become random or lost weights in the written file.
 """
 import os.path as osp
 
-from ...compat import atomic_torch_save
-from .repvgg import ARCH_SETTINGS, RepVGG
-from .repvgg_checkpoint import (LAYOUTS, PretrainedMismatchError,
-                                _load_strict_shapes, infer_arch,
-                                is_deploy_form, read_backbone_state, to_layout)
-from ...utils.errors import UserError
+from ..utils.errors import UserError
+from ..utils.files import atomic_torch_save, same_file
+from .backbones import ARCH_SETTINGS, RepVGG
+from .checkpoints import (LAYOUTS, CheckpointMismatch, infer_arch,
+                          is_deploy_form, load_matching_shapes,
+                          read_backbone_state, read_checkpoint, state_dict_of,
+                          to_backbone_keys, to_layout)
 
 FORMS = ('train', 'deploy')
 
@@ -28,7 +29,7 @@ def _check_request(src, dst, arch, to, layout):
     if layout not in LAYOUTS:
         raise ConversionError(f'unknown layout {layout!r}; choose one of '
                               f'{sorted(LAYOUTS)}')
-    if osp.exists(dst) and osp.exists(src) and osp.samefile(src, dst):
+    if same_file(src, dst):
         raise ConversionError(f'refusing to overwrite the source checkpoint '
                               f'{src}: choose another destination')
 
@@ -56,10 +57,10 @@ def convert_checkpoint(src, dst, arch, to=None, layout='repvgg-seg'):
         hint = (f'pass --arch {found} or use the RepVGG-{arch} checkpoint'
                 if found in ARCH_SETTINGS else 'its layers match no '
                 'predefined arch (incomplete or custom weights)')
-        raise PretrainedMismatchError(
+        raise CheckpointMismatch(
             f'{src} holds RepVGG-{found} weights, not RepVGG-{arch}: {hint}')
     model = RepVGG(arch=arch, deploy=deploy_source)
-    result = _load_strict_shapes(model, state, 'source')
+    result = load_matching_shapes(model, state, 'source')
     missing = [k for k in result.missing_keys
                if not k.endswith('num_batches_tracked')]
     if missing or result.unexpected_keys:
@@ -75,3 +76,20 @@ def convert_checkpoint(src, dst, arch, to=None, layout='repvgg-seg'):
         dict(meta=meta, state_dict=to_layout(model.state_dict(), layout)),
         dst)
     return meta, dropped
+
+
+def extract_backbone(src, out):
+    """Save the RepVGG backbone of the checkpoint ``src`` (any layout and
+    form) to ``out`` with bare backbone keys, ready for a segmentation
+    backbone's ``init_cfg``; return its meta and counts."""
+    if same_file(src, out):
+        raise ConversionError(f'the output {out} would overwrite the input')
+    backbone, others = to_backbone_keys(state_dict_of(read_checkpoint(src),
+                                                      src))
+    if not backbone:
+        raise CheckpointMismatch(f'{src} holds no RepVGG backbone weights '
+                                 f'(keys like {others[:3]})')
+    meta = dict(arch=infer_arch(backbone), fused=is_deploy_form(backbone),
+                source_checkpoint=osp.abspath(src))
+    atomic_torch_save(dict(meta=meta, state_dict=backbone), out)
+    return dict(meta, tensors=len(backbone), dropped=len(others))

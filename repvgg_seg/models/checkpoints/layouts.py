@@ -1,0 +1,142 @@
+"""The key layouts RepVGG weights come in, and the renames between them.
+
+* official RepVGG (``stage0.rbr_dense.conv.weight``, ``stage2.3.rbr_identity``,
+  ``linear.weight``; deploy files ``stageN.i.rbr_reparam.{weight,bias}``),
+  possibly wrapped in ``state_dict``/``model`` and prefixed ``module.``;
+* mmpretrain (``backbone.stage_1.0.branch_3x3.conv.weight``, its BNs named
+  ``branch_3x3.norm``, SE convs ``se_layer.conv1.conv``; ``head.fc``);
+* ours: a bare backbone, or a segmentor/classifier with ``backbone.`` keys.
+
+The renames are tables of ``(ours, theirs)`` names so that :func:`to_layout`
+writes the other layouts back with the same tables.
+"""
+import re
+
+import torch
+
+from ...utils.errors import UserError
+from ..backbones.repvgg_archs import arch_name
+
+#: The fused conv of a block (``RepVGGBlock.switch_to_deploy`` creates it).
+FUSED_CONV = 'branch_reparam'
+#: ``(ours, official)`` module names, whole dot-separated parts of a key.
+OFFICIAL_NAMES = (
+    ('stem', 'stage0'),
+    ('stage_1', 'stage1'),
+    ('stage_2', 'stage2'),
+    ('stage_3', 'stage3'),
+    ('stage_4', 'stage4'),
+    ('branch_3x3', 'rbr_dense'),
+    ('branch_1x1', 'rbr_1x1'),
+    ('branch_norm', 'rbr_identity'),
+    ('branch_reparam', 'rbr_reparam'),
+)
+#: ``(ours, mmpretrain)``: mmpretrain names a branch's BN ``norm`` (ours is a
+#: ConvModule, whose BN is ``bn``) and builds its SE from ConvModules.
+MMPRETRAIN_NAMES = (
+    ('branch_3x3.bn', 'branch_3x3.norm'),
+    ('branch_1x1.bn', 'branch_1x1.norm'),
+    ('se.down', 'se_layer.conv1.conv'),
+    ('se.up', 'se_layer.conv2.conv'),
+)
+#: Output layouts: ``layout -> (name table, key prefix)``.
+LAYOUTS = {
+    'repvgg-seg': ((), ''),
+    'official': (OFFICIAL_NAMES, ''),
+    'mmpretrain': (MMPRETRAIN_NAMES, 'backbone.'),
+}
+_BACKBONE_KEY = re.compile(r'^(stem|stage_\d)\.')
+
+
+
+
+class CheckpointMismatch(UserError, ValueError):
+    """Weights that do not fit the model they are loaded into."""
+
+
+def unwrap_state_dict(checkpoint):
+    """The flat ``name -> tensor`` dict inside any common wrapping."""
+    state = checkpoint
+    for key in ('state_dict', 'model'):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(
+            isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointMismatch(
+            'checkpoint holds no state dict of tensors (looked at the top '
+            "level and under 'state_dict' / 'model')")
+    return {k[len('module.'):] if k.startswith('module.') else k: v
+            for k, v in state.items()}
+
+
+def _rename(key, names, reverse=False):
+    """Swap whole dot-separated names of ``key`` using ``(ours, theirs)``
+    pairs: theirs -> ours, or ours -> theirs with ``reverse``."""
+    key = f'.{key}.'
+    for ours, theirs in names:
+        old, new = (ours, theirs) if reverse else (theirs, ours)
+        key = key.replace(f'.{old}.', f'.{new}.')
+    return key[1:-1]
+
+
+def to_layout(state, layout):
+    """Our backbone keys renamed to ``layout`` (one of :data:`LAYOUTS`): the
+    inverse of :func:`to_backbone_keys`."""
+    names, prefix = LAYOUTS[layout]
+    return {prefix + _rename(k, names, reverse=True): v
+            for k, v in state.items()}
+
+
+def to_backbone_keys(state):
+    """Rename any known layout to this package's backbone keys.
+
+    Returns ``(backbone_state, other_keys)``; ``other_keys`` are the keys that
+    are not backbone weights (heads), kept for reporting.
+    """
+    if any(k.startswith('backbone.') for k in state):
+        state = {k[len('backbone.'):]: v for k, v in state.items()
+                 if k.startswith('backbone.')} | {
+                     k: v for k, v in state.items()
+                     if not k.startswith('backbone.')
+                     and not _BACKBONE_KEY.match(k)}
+    backbone, others = {}, []
+    for key, value in state.items():
+        new_key = _rename(key, OFFICIAL_NAMES + MMPRETRAIN_NAMES)
+        if _BACKBONE_KEY.match(new_key):
+            backbone[new_key] = value
+        else:
+            others.append(key)
+    return backbone, others
+
+
+def is_deploy_form(state):
+    """Whether backbone weights (our keys) are fused: one conv a block."""
+    return any(f'.{FUSED_CONV}.' in k for k in state)
+
+
+def _kernel(state, prefix):
+    for suffix in ('branch_3x3.conv.weight', f'{FUSED_CONV}.weight'):
+        if f'{prefix}.{suffix}' in state:
+            return state[f'{prefix}.{suffix}']
+    return None
+
+
+def infer_arch(state):
+    """Name the arch of backbone weights: ``'unknown'`` when they are
+    incomplete, ``'custom'`` when no predefined arch matches."""
+    num_blocks = []
+    for i in range(1, 5):
+        indices = {int(k.split('.')[1]) for k in state
+                   if k.startswith(f'stage_{i}.')}
+        num_blocks.append(max(indices) + 1 if indices else 0)
+    prefixes = ['stem'] + [f'stage_{i + 1}.{j}' for i, n in
+                           enumerate(num_blocks) for j in range(n)]
+    kernels = [_kernel(state, p) for p in prefixes]
+    if 0 in num_blocks or any(k is None for k in kernels):
+        return 'unknown'
+    widths = [k.shape[0] for k in kernels]
+    groups = {idx: widths[idx - 1] // kernels[idx].shape[1]
+              for idx in range(1, len(kernels))
+              if widths[idx - 1] // kernels[idx].shape[1] > 1}
+    stage_widths = [widths[sum(num_blocks[:i + 1])] for i in range(4)]
+    return arch_name(num_blocks, stage_widths, groups)

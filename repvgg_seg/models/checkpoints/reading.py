@@ -1,0 +1,66 @@
+"""Read checkpoint files (any source mmengine knows, always weights-only)
+and what they record: weights, form, arch, class names and palette."""
+import logging
+
+from mmengine.logging import print_log
+from mmengine.runner import CheckpointLoader
+
+from mmseg.datasets import CityscapesDataset
+from .layouts import (CheckpointMismatch, infer_arch, is_deploy_form,
+                      to_backbone_keys, unwrap_state_dict)
+
+
+def read_checkpoint(path):
+    """The checkpoint dict, loaded safely (weights only) on the CPU."""
+    return CheckpointLoader.load_checkpoint(path, map_location='cpu')
+
+
+def state_dict_of(checkpoint, path):
+    """The flat state dict of a checkpoint read from ``path``."""
+    try:
+        return unwrap_state_dict(checkpoint)
+    except CheckpointMismatch as exc:
+        raise CheckpointMismatch(f'{path}: {exc}') from None
+
+
+def is_fused_checkpoint(checkpoint, path):
+    """Fused by tools/fuse.py, or any RepVGG weights in deploy form."""
+    return bool(checkpoint.get('meta', {}).get('fused')) or is_deploy_form(
+        state_dict_of(checkpoint, path))
+
+
+def backbone_arch(state):
+    """RepVGG arch name of a model's or checkpoint's state dict."""
+    return infer_arch(to_backbone_keys(state)[0])
+
+
+def read_backbone_state(filename, prefix=None):
+    """The backbone weights of any supported checkpoint file, in our keys.
+
+    Returns ``(backbone_state, other_keys)`` as :func:`to_backbone_keys`.
+    ``prefix`` selects a sub-module's weights (e.g. ``'backbone.'``).
+    """
+    state = state_dict_of(read_checkpoint(filename), filename)
+    if prefix:
+        state = {k[len(prefix):]: v for k, v in state.items()
+                 if k.startswith(prefix)}
+    state, others = to_backbone_keys(state)
+    if not state:
+        raise CheckpointMismatch(
+            f'{filename} holds no RepVGG backbone weights (found keys like '
+            f'{others[:3]}). Expected the official RepVGG, mmpretrain or '
+            'repvgg-seg layout.')
+    return state, others
+
+
+def dataset_meta_of(checkpoint, model):
+    """Class names and palette saved by the Runner; for a segmentor saved
+    without them, Cityscapes' (this project's data set)."""
+    meta = checkpoint.get('meta', {}).get('dataset_meta')
+    if meta is None and hasattr(model, 'decode_head'):
+        print_log('The checkpoint has no dataset_meta: using the Cityscapes '
+                  'classes and palette.', logger='current',
+                  level=logging.WARNING)
+        meta = {k: CityscapesDataset.METAINFO[k]
+                for k in ('classes', 'palette')}
+    return meta
