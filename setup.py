@@ -30,6 +30,6 @@ setup(
         'lite': ['mmcv-lite>=2.1.0,<2.2.0'],
         'full': ['mmcv>=2.1.0,<2.2.0'],
         'export': ['onnx', 'onnxruntime'],
-        'tests': ['pytest', 'onnx', 'onnxruntime'],
+        'tests': ['pytest', 'onnx', 'onnxruntime', 'import-linter'],
     },
 )

@@ -10,7 +10,7 @@ from forked import run_tool
 from helpers import REPO_ROOT
 from PIL import Image
 
-from repvgg_seg.apis import load_config
+from repvgg_seg.apis import load_runner_config
 from repvgg_seg.datasets import (CheckDatasetHook, build_datasets,
                                  check_dataset, generate_citymini,
                                  prepare_cityscapes)
@@ -100,7 +100,7 @@ def test_each_problem_is_reported_with_its_file(name, root):
 def test_worker_processes_find_the_same_problems(root, monkeypatch):
     for name in ('truncated image', 'values outside the train ids'):
         BREAKAGES[name][0](root)
-    cfg = load_config(CONFIG, {'train_dataloader.dataset.data_root': root})
+    cfg = load_runner_config(CONFIG, {'train_dataloader.dataset.data_root': root})
     dataset = build_datasets(cfg, ['train'])['train']
     sequential = check_dataset(dataset, nproc=1)
     monkeypatch.setattr(check_module, 'MIN_SAMPLES_PER_PROCESS', 1)

@@ -23,9 +23,12 @@ from mmseg.apis import inference_model, init_model
 from mmseg.datasets import CityscapesDataset
 from repvgg_seg.apis import inference_segmentor, init_segmentor
 from repvgg_seg.datasets import generate_citymini, prepare_cityscapes
-from repvgg_seg.deploy import (DeployError, SegPredictor, atomic_output,
+from repvgg_seg.deploy import (SegPredictor,
                                deploy_config, fuse_checkpoint, fuse_model)
-from repvgg_seg.deploy.loading import build_model
+from repvgg_seg.models import build_model
+from repvgg_seg.models.checkpoints import CheckpointMismatch
+from repvgg_seg.utils.cli import USER_ERROR_EXIT, run_cli
+from repvgg_seg.utils.files import atomic_output
 
 CONFIG = osp.join(REPO_ROOT, 'configs', 'pspnet_repvgg_a0_citymini.py')
 CLASSIFIER_CONFIG = osp.join(REPO_ROOT, 'configs', 'imagenet',
@@ -42,10 +45,15 @@ def run_tool(*args):
 
 
 def fuse_main(*args):
-    """tools/fuse.py in this process; returns what it printed."""
+    """tools/fuse.py in this process, as its command line runs it; returns
+    what it printed, or raises SystemExit with the exit code."""
     out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        load_tool('fuse').main([str(a) for a in args])
+    try:
+        with contextlib.redirect_stdout(out):
+            run_cli(load_tool('fuse').main, [str(a) for a in args])
+    except SystemExit as exc:
+        if exc.code:
+            raise
     return out.getvalue()
 
 
@@ -211,7 +219,7 @@ def _structure_config(tmp_path):
     ('overwrite_config', 'would overwrite the input config'),
 ])
 def test_fuse_tool_refuses_with_one_line(case, expected, trained, fused,
-                                         tmp_path):
+                                         tmp_path, capsys):
     out = tmp_path / 'out.pth'
     args = {
         'arch': [osp.join(REPO_ROOT, 'configs', 'pspnet_repvgg_a1.py'),
@@ -224,7 +232,8 @@ def test_fuse_tool_refuses_with_one_line(case, expected, trained, fused,
     inputs = {p: digest(p) for p in (CONFIG, trained, fused[0])}
     with pytest.raises(SystemExit) as exc:
         fuse_main(*args)
-    message = str(exc.value.code)
+    assert exc.value.code == USER_ERROR_EXIT
+    message = capsys.readouterr().err.rstrip('\n')
     assert message.startswith('error: ') and '\n' not in message
     assert expected in message
     assert not out.exists() and not out.with_suffix('.py').exists()
@@ -243,7 +252,7 @@ def test_fuse_cli_refusal_prints_no_traceback(fused, tmp_path):
 
 
 def test_init_segmentor_refuses_a_mismatched_checkpoint(trained):
-    with pytest.raises(DeployError, match='another model config'):
+    with pytest.raises(CheckpointMismatch, match='another model config'):
         init_segmentor(osp.join(REPO_ROOT, 'configs', 'pspnet_repvgg_a0.py'),
                        trained)
 

@@ -17,10 +17,12 @@ from helpers import REPO_ROOT, randomize_norms
 from repvgg_seg.apis import init_segmentor
 from repvgg_seg.datasets import generate_citymini, prepare_cityscapes
 from repvgg_seg.deploy import onnx_export
-from repvgg_seg.deploy.loading import build_model, load_config
+from repvgg_seg.apis import export_onnx
+from repvgg_seg.deploy.ops import MatMulAdaptiveAvgPool2d
+from repvgg_seg.models import build_model
+from repvgg_seg.utils.config import read_config as load_config
 from repvgg_seg.deploy.onnx_export import (ExportError, ExportWrapper,
-                                           MatMulAdaptiveAvgPool2d,
-                                           check_fused_graph, export_onnx,
+                                           check_fused_graph,
                                            export_to_bytes, make_exportable,
                                            normalize, op_types,
                                            preprocessing_of, read_images)

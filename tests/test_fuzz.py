@@ -15,7 +15,7 @@ from helpers import REPO_ROOT
 from repvgg_seg.apis import inference_segmentor, init_segmentor
 from repvgg_seg.datasets import (build_datasets, check_dataset,
                                  generate_citymini, prepare_cityscapes)
-from repvgg_seg.deploy.loading import load_config
+from repvgg_seg.utils.config import read_config as load_config
 
 CONFIG = os.path.join(REPO_ROOT, 'tests', 'configs',
                       'pspnet_repvgg_tiny_citymini.py')
@@ -61,18 +61,18 @@ def test_random_bytes_as_image_to_the_api(seed, prefix, model, tmp_path):
     path = tmp_path / 'image.png'
     path.write_bytes(random_bytes(seed, prefix))
     result = outcome(lambda: inference_segmentor(model, str(path)))
-    assert result == f'ValueError: cannot decode image {path}'
+    assert result == f'InvalidArgument: cannot decode image {path}'
 
 
 @pytest.mark.parametrize('shape, expected', [
     ((1, 1, 3), 'ok: (1, 1)'),
     ((3, 5), 'ok: (3, 5)'),
-    ((16, 40000, 3), 'ValueError: the test pipeline cannot preprocess a '
+    ((16, 40000, 3), 'InvalidArgument: the test pipeline cannot preprocess a '
      '16x40000 image'),
-    ((40000, 16, 3), 'ValueError: the test pipeline cannot preprocess a '
+    ((40000, 16, 3), 'InvalidArgument: the test pipeline cannot preprocess a '
      '40000x16 image'),
-    ((0, 7, 3), 'ValueError: expected an HxW, HxWx1, HxWx3 or HxWx4 image'),
-    ((8, 8, 2), 'ValueError: expected an HxW, HxWx1, HxWx3 or HxWx4 image'),
+    ((0, 7, 3), 'InvalidArgument: expected an HxW, HxWx1, HxWx3 or HxWx4 image'),
+    ((8, 8, 2), 'InvalidArgument: expected an HxW, HxWx1, HxWx3 or HxWx4 image'),
 ])
 def test_absurd_shapes_to_the_api(shape, expected, model):
     image = np.random.default_rng(0).integers(0, 256, shape, np.uint8)
@@ -86,7 +86,7 @@ def test_non_finite_pixels_to_the_api(value, model):
     image = np.full((32, 64, 3), 100, np.float32)
     image[3, 5, 1] = value
     result = outcome(lambda: inference_segmentor(model, image))
-    assert result == 'ValueError: the image has NaN or infinite values'
+    assert result == 'InvalidArgument: the image has NaN or infinite values'
 
 
 @pytest.mark.parametrize('kind', ['image', 'label'])

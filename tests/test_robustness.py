@@ -20,8 +20,9 @@ from helpers import REPO_ROOT
 from repvgg_seg.apis import init_segmentor
 from repvgg_seg.datasets import (generate_citymini, make_driving_video,
                                  prepare_cityscapes)
-from repvgg_seg.deploy import DeployError
-from repvgg_seg.deploy.loading import build_model, load_config
+from repvgg_seg.models import build_model
+from repvgg_seg.utils.config import read_config as load_config
+from repvgg_seg.utils.errors import UserError
 from repvgg_seg.deploy.predictor import as_bgr_image
 from repvgg_seg.utils import is_user_error
 
@@ -130,7 +131,7 @@ def test_tool_refuses_bad_checkpoint(name, case, files, tmp_path):
 
 @pytest.mark.parametrize('case', list(EXPECTED))
 def test_inference_api_refuses_bad_checkpoint(case, files):
-    with pytest.raises(DeployError, match=EXPECTED[case]):
+    with pytest.raises(UserError, match=EXPECTED[case]):
         init_segmentor(SEG_CONFIG, files[case])
     assert not files['marker'].exists()
 

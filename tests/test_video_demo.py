@@ -17,7 +17,7 @@ from mmseg.datasets import CityscapesDataset
 from repvgg_seg.apis import init_segmentor
 from repvgg_seg.datasets import make_driving_video
 from repvgg_seg.deploy import SegPredictor
-from repvgg_seg.deploy.loading import build_model
+from repvgg_seg.models import build_model
 from repvgg_seg.deploy.video import _Worker
 
 CONFIG = osp.join(REPO_ROOT, 'configs', 'pspnet_repvgg_a0_citymini.py')

@@ -9,15 +9,13 @@ ids and the ignore index. Exit code 0 when clean, 1 with the list of
 problems, 2 when the config or the data folders cannot be read.
 """
 import argparse
-import time
 
 from mmengine.config import DictAction
 
 import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
-from repvgg_seg.apis import load_config
-from repvgg_seg.datasets import build_datasets, check_dataset
+from repvgg_seg.apis import check_data
 from repvgg_seg.datasets.check import plural
-from repvgg_seg.utils import run_cli
+from repvgg_seg.utils.cli import run_cli
 
 
 def parse_args(argv=None):
@@ -35,16 +33,12 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = load_config(args.config, args.cfg_options)
-    start = time.perf_counter()
-    problems, counts = [], []
-    for split, dataset in build_datasets(cfg, args.splits).items():
-        problems += check_dataset(dataset, args.nproc)
-        counts.append(f'{len(dataset)} {split}')
-    seconds = time.perf_counter() - start
+    problems, counts, seconds = check_data(args.config, args.splits,
+                                           args.nproc, args.cfg_options)
     for problem in problems:
         print(problem)
-    print(f'checked {" + ".join(counts)} samples in {seconds:.1f} s: '
+    checked = ' + '.join(f'{n} {split}' for split, n in counts.items())
+    print(f'checked {checked} samples in {seconds:.1f} s: '
           f'{plural(len(problems), "problem") if problems else "no problems"}')
     return 1 if problems else 0
 

@@ -16,6 +16,7 @@ from mmengine.fileio import list_from_file
 import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
 from repvgg_seg.apis import init_segmentor
 from repvgg_seg.deploy import DeployError
+from repvgg_seg.utils.errors import UserError
 
 
 def parse_args(argv=None):
@@ -66,7 +67,7 @@ def main(argv=None):
             print(path)
             for rank, (score, label) in enumerate(top, 1):
                 print(f'  {rank}. {names[label]}  {score:.4f}')
-    except (DeployError, OSError) as exc:  # OSError: ImageReadError too
+    except (UserError, OSError) as exc:  # OSError: ImageReadError too
         sys.exit(f'error: {exc}')
 
 

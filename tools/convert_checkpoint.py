@@ -1,6 +1,6 @@
 """Convert a RepVGG checkpoint between layouts and to the fused deploy form.
 
-    python tools/convert_checkpoint.py SRC DST --arch ARCH
+    python tools/convert_checkpoint.py SRC DST [--arch ARCH]
         [--to {train,deploy}] [--layout {repvgg-seg,official,mmpretrain}]
 
 SRC may be an official RepVGG, mmpretrain or repvgg-seg checkpoint, training
@@ -8,22 +8,21 @@ or deploy form; only the backbone is written. Exit code 2 on a refused or
 failed conversion.
 """
 import argparse
-import sys
 
-from repvgg_seg.compat import CheckpointError
-from repvgg_seg.models import ARCH_SETTINGS
-from repvgg_seg.models.backbones.repvgg_checkpoint import (
-    LAYOUTS, PretrainedMismatchError)
-from repvgg_seg.models.backbones.repvgg_convert import (FORMS,
-                                                        ConversionError,
-                                                        convert_checkpoint)
+import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
+from repvgg_seg.apis import convert_checkpoint
+from repvgg_seg.models import ARCH_SETTINGS, FORMS
+from repvgg_seg.models.checkpoints import LAYOUTS
+from repvgg_seg.utils.cli import cli_main, run_cli
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('src', metavar='SRC', help='checkpoint to read')
     parser.add_argument('dst', metavar='DST', help='file to write')
-    parser.add_argument('--arch', required=True, choices=list(ARCH_SETTINGS))
+    parser.add_argument('--arch', choices=list(ARCH_SETTINGS),
+                        help='the arch SRC must hold (default: the one it '
+                        'holds)')
     parser.add_argument('--to', choices=FORMS,
                         help='deploy fuses training-form weights into one '
                         '3x3 conv per block (default: the form of SRC)')
@@ -33,15 +32,11 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+@cli_main
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        meta, dropped = convert_checkpoint(args.src, args.dst, args.arch,
-                                           to=args.to, layout=args.layout)
-    except (CheckpointError, ConversionError, PretrainedMismatchError,
-            OSError) as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        return 2
+    meta, dropped = convert_checkpoint(args.src, args.dst, args.arch,
+                                       to=args.to, layout=args.layout)
     print(f"wrote {args.dst}: RepVGG-{meta['arch']}, {meta['form']} form, "
           f"{meta['layout']} layout, from {meta['source']}")
     if dropped:
@@ -51,4 +46,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_cli(main)

@@ -14,8 +14,9 @@ Then, e.g.: trtexec --onnx=OUT.onnx --fp16 --saveEngine=OUT.engine
 import argparse
 
 import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
-from repvgg_seg.deploy.onnx_export import DEFAULT_OPSET, export_onnx
-from repvgg_seg.utils import run_cli
+from repvgg_seg.apis import export_onnx
+from repvgg_seg.deploy.onnx_export import DEFAULT_OPSET
+from repvgg_seg.utils.cli import run_cli
 
 
 def parse_args(argv=None):
@@ -41,9 +42,10 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    report = export_onnx(args.config, args.checkpoint, args.out, args.shape,
-                         args.dynamic, args.fp16, args.with_argmax,
-                         args.opset, args.check_images)
+    report = export_onnx(args.config, args.checkpoint, args.out,
+                         shape=args.shape, dynamic=args.dynamic,
+                         fp16=args.fp16, with_argmax=args.with_argmax,
+                         opset=args.opset, check_images=args.check_images)
     for name, check in report['checks'].items():
         diff = '' if check['max_abs_diff'] is None else (
             f'max abs diff {check["max_abs_diff"]:.2e} (relative '

@@ -6,10 +6,10 @@ Writes the fused checkpoint and its deploy config (default: OUT.pth with
 .py), which load in tools/test.py and mmseg.apis.init_model as they are.
 """
 import argparse
-import sys
 
 import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
-from repvgg_seg.deploy import DeployError, fuse_checkpoint
+from repvgg_seg.apis import fuse_checkpoint
+from repvgg_seg.utils.cli import run_cli
 
 
 def parse_args(argv=None):
@@ -25,11 +25,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        report = fuse_checkpoint(args.config, args.checkpoint,
-                                 args.out_checkpoint, args.out_config)
-    except (DeployError, OSError) as exc:
-        sys.exit(f'error: {exc}')
+    report = fuse_checkpoint(args.config, args.checkpoint,
+                             args.out_checkpoint, args.out_config)
     print(f'Fused RepVGG-{report["arch"]}: fused vs original on a random '
           f'input, max abs diff {report["max_abs_diff"]:.2e}, relative '
           f'{report["relative_diff"]:.2e}')
@@ -40,4 +37,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

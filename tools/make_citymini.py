@@ -6,8 +6,7 @@ then:    python tools/prepare_cityscapes.py data/citymini
 import argparse
 import time
 
-from repvgg_seg.datasets import generate_citymini
-from repvgg_seg.datasets import make_driving_video
+from repvgg_seg.apis import generate_citymini, make_driving_video
 from repvgg_seg.utils.cli import run_cli
 
 

@@ -4,7 +4,7 @@ Example: python tools/prepare_cityscapes.py data/citymini --nproc 4
 """
 import argparse
 
-from repvgg_seg.datasets import prepare_cityscapes
+from repvgg_seg.apis import prepare_cityscapes
 from repvgg_seg.utils.cli import run_cli
 
 

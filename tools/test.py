@@ -3,9 +3,9 @@
 import argparse
 
 import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
-from repvgg_seg.apis import build_runner, configure_test, load_config
-from repvgg_seg.datasets import check_data_roots
-from repvgg_seg.utils import add_runner_arguments, parse_runner_args, run_cli
+from repvgg_seg.apis import test
+from repvgg_seg.utils.cli import (add_runner_arguments, parse_runner_args,
+                                  run_cli)
 
 
 def parse_args():
@@ -32,12 +32,9 @@ def parse_args():
 
 def main():
     args = parse_args()
-    cfg = load_config(args.config, args.cfg_options, args.work_dir,
-                      args.launcher)
-    configure_test(cfg, args.checkpoint, args.out, args.show, args.show_dir,
-                   args.wait_time, args.tta)
-    check_data_roots(cfg, ('test', ))
-    build_runner(cfg).test()
+    test(args.config, args.checkpoint, args.work_dir, args.out, args.show,
+         args.show_dir, args.wait_time, args.tta, args.cfg_options,
+         args.launcher)
 
 
 if __name__ == '__main__':

@@ -6,10 +6,9 @@ Multi-GPU/node:  torchrun --nproc_per_node=N tools/train.py CONFIG --launcher py
 import argparse
 
 import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
-from repvgg_seg.apis import (build_runner, check_checkpoint, enable_amp,
-                             load_config)
-from repvgg_seg.datasets import check_data_roots
-from repvgg_seg.utils import add_runner_arguments, parse_runner_args, run_cli
+from repvgg_seg.apis import train
+from repvgg_seg.utils.cli import (add_runner_arguments, parse_runner_args,
+                                  run_cli)
 
 
 def parse_args():
@@ -27,17 +26,8 @@ def parse_args():
 
 def main():
     args = parse_args()
-    cfg = load_config(args.config, args.cfg_options, args.work_dir,
-                      args.launcher)
-    if args.amp:
-        enable_amp(cfg)
-    cfg.resume = args.resume
-    # Fail in seconds, with one line, on what the Runner would otherwise
-    # trip over deep inside (or, for load_from, half-load with warnings).
-    check_data_roots(cfg, ('train', 'val'))
-    if cfg.get('load_from') and not cfg.resume:
-        check_checkpoint(cfg, cfg.load_from, whole_model=False)
-    build_runner(cfg).train()
+    train(args.config, args.work_dir, args.resume, args.amp,
+          args.cfg_options, args.launcher)
 
 
 if __name__ == '__main__':

@@ -12,9 +12,10 @@ import sys
 
 import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
 from repvgg_seg.apis import init_segmentor
-from repvgg_seg.deploy import (DeployError, FrameSource, SegPredictor,
+from repvgg_seg.deploy import (FrameSource, SegPredictor,
                                segment_video)
 from repvgg_seg.deploy.video import check_outputs
+from repvgg_seg.utils.errors import UserError
 
 
 def parse_args(argv=None):
@@ -62,7 +63,7 @@ def main(argv=None):
             stats = segment_video(
                 source, predictor, args.out, args.out_labels, args.opacity,
                 args.show_fps, args.max_frames, args.show)
-    except (DeployError, OSError, ValueError) as exc:
+    except (UserError, OSError, ValueError) as exc:
         sys.exit(f'error: {exc}')
     except KeyboardInterrupt:
         sys.exit('interrupted: no output was written')

@@ -1,5 +1,7 @@
-"""Config loading and Runner construction shared by ``tools/train.py`` and
-``tools/test.py`` (MMSegmentation's own tools, plus what CPU runs need)."""
+"""Training and testing with mmengine's Runner, as MMSegmentation's
+``tools/train.py`` and ``tools/test.py`` do, plus what CPU runs need and the
+checks that fail in seconds, with one line, on what the Runner would trip
+over deep inside (or, for ``load_from``, half-load with warnings)."""
 import logging
 import os.path as osp
 
@@ -8,6 +10,7 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 from mmseg.registry import RUNNERS
+from ..datasets import check_data_roots
 from ..models import build_model
 from ..models.checkpoints import (CheckpointMismatch, backbone_arch,
                                   load_weights, read_checkpoint,
@@ -143,3 +146,27 @@ def configure_test(cfg, checkpoint, out=None, show=False, show_dir=None,
         cfg.test_evaluator['output_dir'] = out
         cfg.test_evaluator['keep_results'] = True
     return cfg
+
+
+def train(config, work_dir=None, resume=False, amp=False, cfg_options=None,
+          launcher='none'):
+    """``tools/train.py``: train ``config`` (a path) into ``work_dir``."""
+    cfg = load_runner_config(config, cfg_options, work_dir, launcher)
+    if amp:
+        enable_amp(cfg)
+    cfg.resume = resume
+    check_data_roots(cfg, ('train', 'val'))
+    if cfg.get('load_from') and not cfg.resume:
+        check_checkpoint(cfg, cfg.load_from, whole_model=False)
+    build_runner(cfg).train()
+
+
+def test(config, checkpoint, work_dir=None, out=None, show=False,
+         show_dir=None, wait_time=2, tta=False, cfg_options=None,
+         launcher='none'):
+    """``tools/test.py``: evaluate ``checkpoint`` with ``config``'s test
+    set and metric."""
+    cfg = load_runner_config(config, cfg_options, work_dir, launcher)
+    configure_test(cfg, checkpoint, out, show, show_dir, wait_time, tta)
+    check_data_roots(cfg, ('test', ))
+    return build_runner(cfg).test()

@@ -21,7 +21,7 @@ class ConversionError(UserError, ValueError):
 
 
 def _check_request(src, dst, arch, to, layout):
-    if arch not in ARCH_SETTINGS:
+    if arch is not None and arch not in ARCH_SETTINGS:
         raise ConversionError(f'unknown arch {arch!r}; choose one of '
                               f'{sorted(ARCH_SETTINGS)}')
     if to not in FORMS + (None, ):
@@ -34,8 +34,9 @@ def _check_request(src, dst, arch, to, layout):
                               f'{src}: choose another destination')
 
 
-def convert_checkpoint(src, dst, arch, to=None, layout='repvgg-seg'):
-    """Write the RepVGG-``arch`` backbone weights of ``src`` (any layout
+def convert_checkpoint(src, dst, arch=None, to=None, layout='repvgg-seg'):
+    """Write the RepVGG-``arch`` (default: the arch found) backbone
+    weights of ``src`` (any layout
     :func:`read_backbone_state` reads) to ``dst`` in form ``to`` (default:
     the form of ``src``) and ``layout``, with a ``meta`` entry saying what
     the file holds.
@@ -53,6 +54,11 @@ def convert_checkpoint(src, dst, arch, to=None, layout='repvgg-seg'):
             'back into the three training branches; convert from the '
             'training-form checkpoint, or keep them fused (--to deploy)')
     found = infer_arch(state)
+    if arch is None and found not in ARCH_SETTINGS:
+        raise ConversionError(f'{src} holds RepVGG weights whose layers '
+                              'match no predefined arch (incomplete or '
+                              'custom weights)')
+    arch = arch or found
     if found != arch:
         hint = (f'pass --arch {found} or use the RepVGG-{arch} checkpoint'
                 if found in ARCH_SETTINGS else 'its layers match no '

@@ -3,6 +3,7 @@ exit code 2 for what the user can fix (a checkpoint, config, path, data
 set), instead of a traceback that buries the message. Anything else is a
 bug and keeps its traceback.
 """
+import functools
 import os
 import sys
 
@@ -24,20 +25,28 @@ def one_line(exc):
                     if line.strip()) or type(exc).__name__
 
 
+def cli_main(main):
+    """``main`` returning its exit code instead of raising: ``error: ...``
+    and 2 for a user error, 130 on Ctrl-C (bugs keep their traceback)."""
+    @functools.wraps(main)
+    def wrapped(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except KeyboardInterrupt:
+            print('interrupted', file=sys.stderr)
+            return INTERRUPTED_EXIT
+        except Exception as exc:  # noqa: B902 (bugs are re-raised)
+            if not is_user_error(exc):
+                raise
+            print(f'error: {one_line(exc)}', file=sys.stderr)
+            return USER_ERROR_EXIT
+    return wrapped
+
+
 def run_cli(main, *args):
-    """Run ``main(*args)`` and exit: with its return value, with 2 and
-    ``error: ...`` for a user error, with 130 on Ctrl-C."""
-    try:
-        code = main(*args)
-    except KeyboardInterrupt:
-        print('interrupted', file=sys.stderr)
-        code = INTERRUPTED_EXIT
-    except Exception as exc:  # noqa: B902 (bugs are re-raised)
-        if not is_user_error(exc):
-            raise
-        print(f'error: {one_line(exc)}', file=sys.stderr)
-        code = USER_ERROR_EXIT
-    sys.exit(code)
+    """Run a tool's ``main(*args)`` through :func:`cli_main` and exit with
+    its code."""
+    sys.exit(cli_main(main)(*args))
 
 
 def add_runner_arguments(parser, example_option):

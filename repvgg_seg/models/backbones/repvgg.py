@@ -23,7 +23,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmseg.registry import MODELS
 from ..checkpoints.strict import load_pretrained
-from .repvgg_archs import ARCH_SETTINGS, resolve_arch
+from ..repvgg_archs import ARCH_SETTINGS, resolve_arch
 from ...utils.errors import InvalidArgument
 
 class SEBlock(nn.Module):

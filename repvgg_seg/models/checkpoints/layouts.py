@@ -15,7 +15,7 @@ import re
 import torch
 
 from ...utils.errors import UserError
-from ..backbones.repvgg_archs import arch_name
+from ..repvgg_archs import arch_name
 
 #: The fused conv of a block (``RepVGGBlock.switch_to_deploy`` creates it).
 FUSED_CONV = 'branch_reparam'

@@ -6,7 +6,14 @@ a weight file without building a network.
 """
 import copy
 
-from ...utils.errors import InvalidArgument
+from ..utils.errors import UserError
+
+
+class UnknownArch(UserError, KeyError):
+    """An arch name or dict that names no RepVGG arch."""
+
+    def __str__(self):  # KeyError would print the message's repr
+        return str(self.args[0]) if self.args else ''
 
 _GROUPED_LAYERS = tuple(range(2, 27, 2))  # 3x3 layers 2, 4, ..., 26 (stem = 0)
 G2_MAP = {layer: 2 for layer in _GROUPED_LAYERS}
@@ -46,13 +53,13 @@ def resolve_arch(arch, arch_settings=ARCH_SETTINGS):
     """The settings dict of an arch name or of a custom arch dict."""
     if isinstance(arch, str):
         if arch not in arch_settings:
-            raise InvalidArgument(f'RepVGG: unknown arch {arch!r}; choose '
+            raise UnknownArch(f'RepVGG: unknown arch {arch!r}; choose '
                                   f'one of {sorted(arch_settings)} or pass '
                                   'a dict')
         return copy.deepcopy(arch_settings[arch])
     missing = {'num_blocks', 'width_factor'} - set(arch)
     if missing:
-        raise InvalidArgument(
+        raise UnknownArch(
             f'RepVGG: a custom arch dict needs {sorted(missing)}')
     return _arch(tuple(arch['num_blocks']), tuple(arch['width_factor']),
                  arch.get('group_layer_map'), arch.get('se_cfg'))
