@@ -22,11 +22,12 @@ from mmengine.structures import BaseDataElement
 
 import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
 from mmseg.registry import MODELS
-from repvgg_seg.apis import build_runner, configure_test, load_config
+from repvgg_seg.apis import build_runner, configure_test
+from repvgg_seg.apis import load_runner_config as load_config
 from repvgg_seg.datasets import (DatasetLayoutError, ImageNetDataset,
                                  ImageReadError, RandomResizedCrop,
                                  ResizeEdge, make_tiny_imagenet)
-from repvgg_seg.models.backbones.repvgg_checkpoint import to_layout
+from repvgg_seg.models.checkpoints import to_layout
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = str(REPO / 'configs/imagenet/repvgg_a0_tinyimagenet.py')
