@@ -12,10 +12,9 @@ from helpers import (REPO_ROOT, assert_features_close, build, features,
                      images, load_tool, randomize_norms)
 from mmengine.logging import MMLogger
 
-from repvgg_seg.models.backbones.repvgg_checkpoint import (
-    PretrainedMismatchError, to_backbone_keys, to_layout)
-from repvgg_seg.models.backbones.repvgg_convert import (ConversionError,
-                                                        convert_checkpoint)
+from repvgg_seg.models.checkpoints import (CheckpointMismatch,
+                                          to_backbone_keys, to_layout)
+from repvgg_seg.models.convert import ConversionError, convert_checkpoint
 
 ARCH = 'A0'  # the smallest real arch: loading checks the arch by its shapes
 HEADS = {  # classifier heads that checkpoints of each layout carry
@@ -152,14 +151,14 @@ def test_segmentor_checkpoint_loads_its_backbone(source, tmp_path):
 
 
 def test_deploy_weights_are_refused_for_training_form(checkpoint_files):
-    with pytest.raises(PretrainedMismatchError,
+    with pytest.raises(CheckpointMismatch,
                        match='deploy-form.*cannot be split.*deploy=True'):
         pretrained(checkpoint_files['official-deploy'])
 
 
 @pytest.mark.parametrize('deploy', [False, True])
 def test_wrong_arch_names_both_archs(deploy, checkpoint_files):
-    with pytest.raises(PretrainedMismatchError,
+    with pytest.raises(CheckpointMismatch,
                        match='RepVGG-A0 but the model is RepVGG-A1'):
         pretrained(checkpoint_files['official-train'], arch='A1',
                    deploy=deploy)
@@ -184,7 +183,7 @@ def test_missing_and_unexpected_keys_are_logged_as_warnings(
 def test_checkpoint_without_backbone_is_refused(tmp_path):
     path = str(tmp_path / 'head_only.pth')
     torch.save({'fc.weight': torch.zeros(2, 2)}, path)
-    with pytest.raises(PretrainedMismatchError,
+    with pytest.raises(CheckpointMismatch,
                        match='holds no RepVGG backbone weights'):
         pretrained(path)
 

@@ -10,13 +10,10 @@ failed conversion.
 import argparse
 import sys
 
-from repvgg_seg.compat import CheckpointError
-from repvgg_seg.models import ARCH_SETTINGS
-from repvgg_seg.models.backbones.repvgg_checkpoint import (
-    LAYOUTS, PretrainedMismatchError)
-from repvgg_seg.models.backbones.repvgg_convert import (FORMS,
-                                                        ConversionError,
-                                                        convert_checkpoint)
+from repvgg_seg.apis import convert_checkpoint
+from repvgg_seg.models import ARCH_SETTINGS, FORMS
+from repvgg_seg.models.checkpoints import LAYOUTS
+from repvgg_seg.utils.cli import is_user_error, one_line
 
 
 def parse_args(argv=None):
@@ -38,9 +35,10 @@ def main(argv=None):
     try:
         meta, dropped = convert_checkpoint(args.src, args.dst, args.arch,
                                            to=args.to, layout=args.layout)
-    except (CheckpointError, ConversionError, PretrainedMismatchError,
-            OSError) as exc:
-        print(f'error: {exc}', file=sys.stderr)
+    except Exception as exc:  # noqa: B902 (bugs are re-raised)
+        if not is_user_error(exc):
+            raise
+        print(f'error: {one_line(exc)}', file=sys.stderr)
         return 2
     print(f"wrote {args.dst}: RepVGG-{meta['arch']}, {meta['form']} form, "
           f"{meta['layout']} layout, from {meta['source']}")

@@ -3,7 +3,8 @@
 import argparse
 
 import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
-from repvgg_seg.apis import build_runner, configure_test, load_config
+from repvgg_seg.apis import (build_runner, configure_test,
+                             load_runner_config)
 from repvgg_seg.datasets import check_data_roots
 from repvgg_seg.utils import add_runner_arguments, parse_runner_args, run_cli
 
@@ -32,8 +33,8 @@ def parse_args():
 
 def main():
     args = parse_args()
-    cfg = load_config(args.config, args.cfg_options, args.work_dir,
-                      args.launcher)
+    cfg = load_runner_config(args.config, args.cfg_options, args.work_dir,
+                             args.launcher)
     configure_test(cfg, args.checkpoint, args.out, args.show, args.show_dir,
                    args.wait_time, args.tta)
     check_data_roots(cfg, ('test', ))

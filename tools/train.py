@@ -7,7 +7,7 @@ import argparse
 
 import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
 from repvgg_seg.apis import (build_runner, check_checkpoint, enable_amp,
-                             load_config)
+                             load_runner_config)
 from repvgg_seg.datasets import check_data_roots
 from repvgg_seg.utils import add_runner_arguments, parse_runner_args, run_cli
 
@@ -27,8 +27,8 @@ def parse_args():
 
 def main():
     args = parse_args()
-    cfg = load_config(args.config, args.cfg_options, args.work_dir,
-                      args.launcher)
+    cfg = load_runner_config(args.config, args.cfg_options, args.work_dir,
+                             args.launcher)
     if args.amp:
         enable_amp(cfg)
     cfg.resume = args.resume

@@ -3,6 +3,7 @@ from ..datasets import (build_datasets, check_dataset, generate_citymini,
                         make_driving_video, prepare_cityscapes)
 from ..deploy import SegPredictor, fuse_checkpoint
 from ..models import convert_checkpoint, extract_backbone
+from .classification import classify
 from .export import export_onnx
 from .inference import (inference_model, inference_segmentor, init_model,
                         init_segmentor)
@@ -11,8 +12,8 @@ from .runner import (build_runner, check_checkpoint, configure_test,
 
 __all__ = [
     'SegPredictor', 'build_datasets', 'build_runner', 'check_checkpoint',
-    'check_dataset', 'configure_test', 'convert_checkpoint', 'enable_amp',
-    'export_onnx', 'extract_backbone', 'fuse_checkpoint',
+    'check_dataset', 'classify', 'configure_test', 'convert_checkpoint',
+    'enable_amp', 'export_onnx', 'extract_backbone', 'fuse_checkpoint',
     'generate_citymini', 'inference_model', 'inference_segmentor',
     'init_model', 'init_segmentor', 'load_runner_config',
     'make_driving_video', 'prepare_cityscapes'
