@@ -114,8 +114,8 @@ def test_layouts_have_the_exact_published_key_names(source):
 
 
 def test_mmpretrain_se_names_round_trip():
-    ours = {'stage_1.0.se.down.weight': torch.ones(1),
-            'stage_1.0.se.up.bias': torch.zeros(1)}
+    ours = {'stage_1.0.se_layer.conv1.conv.weight': torch.ones(1),
+            'stage_1.0.se_layer.conv2.conv.bias': torch.zeros(1)}
     theirs = to_layout(ours, 'mmpretrain')
     assert set(theirs) == {'backbone.stage_1.0.se_layer.conv1.conv.weight',
                            'backbone.stage_1.0.se_layer.conv2.conv.bias'}
