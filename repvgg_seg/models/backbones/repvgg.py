@@ -86,7 +86,8 @@ class RepVGG(BaseModule):
         self.strides, self.dilations = tuple(strides), tuple(dilations)
         self.num_dilated_layers = num_dilated_layers
         self.frozen_stages, self.norm_eval = frozen_stages, norm_eval
-        self.conv_cfg, self.norm_cfg, self.act_cfg = conv_cfg, norm_cfg, act_cfg
+        self.conv_cfg, self.norm_cfg = conv_cfg, norm_cfg
+        self.act_cfg = act_cfg
         self.with_cp, self.deploy = with_cp, deploy
         self._build_layers()
         self._freeze_stages()

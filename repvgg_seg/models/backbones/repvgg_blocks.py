@@ -96,7 +96,8 @@ class RepVGGBlock(BaseModule):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.stride, self.padding, self.dilation = stride, padding, dilation
         self.groups, self.se_cfg = groups, se_cfg
-        self.conv_cfg, self.norm_cfg, self.act_cfg = conv_cfg, norm_cfg, act_cfg
+        self.conv_cfg, self.norm_cfg = conv_cfg, norm_cfg
+        self.act_cfg = act_cfg
         self.with_cp, self.deploy = with_cp, deploy
         if deploy:
             self.branch_reparam = self._conv(3, bias=True)
