@@ -8,7 +8,7 @@ setup(
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     packages=find_packages(include=['repvgg_seg', 'repvgg_seg.*']),
-    package_data={'repvgg_seg.datasets': ['imagenet_classes.txt']},
+    package_data={'repvgg_seg.classification': ['imagenet_classes.txt']},
     python_requires='>=3.10',
     # mmcv is deliberately not a hard requirement: pick exactly one form with
     # an extra (``[lite]``, the default route) or build full mmcv yourself,

@@ -10,4 +10,4 @@ from .models import RepVGG, RepVGGBlock  # noqa: E402
 __version__ = '0.1.0'
 __all__ = ['RepVGG', 'RepVGGBlock', '__version__']
 # ImageNet classification: dataset, transforms, classifier, Accuracy metric.
-from . import datasets, evaluation  # noqa: E402,F401
+from . import classification, datasets  # noqa: E402,F401

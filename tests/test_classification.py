@@ -22,12 +22,12 @@ from mmengine.structures import BaseDataElement
 
 import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
 from mmseg.registry import MODELS
-from repvgg_seg.apis import build_runner, configure_test
-from repvgg_seg.apis import load_runner_config as load_config
-from repvgg_seg.datasets import (DatasetLayoutError, ImageNetDataset,
-                                 ImageReadError, RandomResizedCrop,
-                                 ResizeEdge, make_tiny_imagenet)
+from repvgg_seg.apis import build_runner, configure_test, load_runner_config
+from repvgg_seg.classification import (DatasetLayoutError, ImageNetDataset,
+                                       ImageReadError, RandomResizedCrop,
+                                       ResizeEdge)
 from repvgg_seg.models.checkpoints import to_layout
+from tiny_imagenet import make_tiny_imagenet
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = str(REPO / 'configs/imagenet/repvgg_a0_tinyimagenet.py')
@@ -55,8 +55,8 @@ def _data_options(root, *splits):
 
 def _test(root, config, checkpoint, work_dir):
     """Top-1 as ``tools/test.py`` computes it, without its start-up."""
-    cfg = load_config(str(config), _data_options(root, 'test'),
-                      str(work_dir))
+    cfg = load_runner_config(str(config), _data_options(root, 'test'),
+                             str(work_dir))
     configure_test(cfg, str(checkpoint))
     return build_runner(cfg).test()['accuracy/top1']
 
@@ -303,7 +303,7 @@ def test_bad_layouts_raise_naming_the_folder(tmp_path):
 
 
 def test_imagenet_1k_annotation_list_gets_the_1000_class_names(tmp_path):
-    from repvgg_seg.datasets.imagenet import IMAGENET_CLASSES, ImageNetDataset
+    from repvgg_seg.classification import IMAGENET_CLASSES, ImageNetDataset
     (tmp_path / 'val').mkdir()
     (tmp_path / 'val.txt').write_text('a.JPEG 0\nb.JPEG 999\n')
     dataset = ImageNetDataset(data_root=str(tmp_path), ann_file='val.txt',

@@ -12,9 +12,9 @@ from helpers import (REPO_ROOT, assert_features_close, build, features,
                      images, load_tool, randomize_norms)
 from mmengine.logging import MMLogger
 
-from repvgg_seg.models import ConversionError, convert_checkpoint
 from repvgg_seg.models.checkpoints import (CheckpointMismatch,
-                                           to_backbone_keys, to_layout)
+                                          to_backbone_keys, to_layout)
+from repvgg_seg.models.convert import ConversionError, convert_checkpoint
 
 ARCH = 'A0'  # the smallest real arch: loading checks the arch by its shapes
 HEADS = {  # classifier heads that checkpoints of each layout carry
@@ -114,8 +114,8 @@ def test_layouts_have_the_exact_published_key_names(source):
 
 
 def test_mmpretrain_se_names_round_trip():
-    ours = {'stage_1.0.se.down.weight': torch.ones(1),
-            'stage_1.0.se.up.bias': torch.zeros(1)}
+    ours = {'stage_1.0.se_layer.conv1.conv.weight': torch.ones(1),
+            'stage_1.0.se_layer.conv2.conv.bias': torch.zeros(1)}
     theirs = to_layout(ours, 'mmpretrain')
     assert set(theirs) == {'backbone.stage_1.0.se_layer.conv1.conv.weight',
                            'backbone.stage_1.0.se_layer.conv2.conv.bias'}

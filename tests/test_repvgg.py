@@ -23,7 +23,7 @@ DILATED = dict(strides=(2, 2, 1, 1), dilations=(1, 1, 2, 4))
 
 
 def blocks_in_order(model):
-    return [model.stem] + [b for name in model.stage_names
+    return [model.stem] + [b for name in model.stages
                            for b in getattr(model, name)]
 
 

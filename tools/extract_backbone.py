@@ -11,14 +11,18 @@ import argparse
 
 import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
 from repvgg_seg.apis import extract_backbone
-from repvgg_seg.utils.cli import run_cli
+from repvgg_seg.utils import run_cli
 
 
-def main(argv=None):
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('checkpoint', help='classifier checkpoint')
     parser.add_argument('out', help='backbone checkpoint to write')
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     report = extract_backbone(args.checkpoint, args.out)
     form = 'fused' if report['fused'] else 'training form'
     print(f'Saved RepVGG-{report["arch"]} backbone ({form}, '

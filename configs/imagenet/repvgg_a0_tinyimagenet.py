@@ -1,5 +1,5 @@
 # RepVGG-A0 on the generated 4-class tiny ImageNet folder (see
-# repvgg_seg.datasets.make_tiny_imagenet): 64px images, 56px crops (the
+# tests/tiny_imagenet.py): 64px images, 56px crops (the
 # 256 -> 224 ratio), a few epochs on CPU. Used by tests/test_classification.py.
 _base_ = ['./repvgg_a0_imagenet.py']
 

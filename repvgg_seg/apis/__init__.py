@@ -2,6 +2,7 @@
 from ..datasets import generate_citymini, make_driving_video, prepare_cityscapes
 from ..deploy import SegPredictor, fuse_checkpoint
 from ..models import convert_checkpoint, extract_backbone
+from .classification import classify
 from .data import check_data
 from .export import export_onnx
 from .inference import (inference_model, inference_segmentor, init_model,
@@ -11,7 +12,7 @@ from .runner import (build_runner, check_checkpoint, configure_test,
 
 __all__ = [
     'SegPredictor', 'build_runner', 'check_checkpoint', 'check_data',
-    'configure_test', 'convert_checkpoint', 'enable_amp',
+    'classify', 'configure_test', 'convert_checkpoint', 'enable_amp',
     'export_onnx', 'extract_backbone', 'fuse_checkpoint',
     'generate_citymini', 'inference_model', 'inference_segmentor',
     'init_model', 'init_segmentor', 'load_runner_config',

@@ -1,4 +1,5 @@
-"""Data sets: synthetic and real Cityscapes, ImageNet-style classification."""
+"""Data sets: synthetic and real Cityscapes (ImageNet-style classification
+data lives in :mod:`repvgg_seg.classification`)."""
 from .citymini import (generate_citymini, make_driving_video, render_scene,
                        sample_street, street_objects)
 from .check import (CheckDatasetHook, DatasetCheckError, build_datasets,
@@ -11,14 +12,4 @@ __all__ = [
     'build_datasets', 'check_data_roots', 'check_dataset', 'find_samples',
     'generate_citymini', 'make_driving_video', 'prepare_cityscapes',
     'render_scene', 'sample_street', 'street_objects'
-]
-from .cls_transforms import (ImageReadError, LoadCheckedImageFromFile,
-                             PackClsInputs, RandomResizedCrop, ResizeEdge)
-from .imagenet import DatasetLayoutError, ImageNetDataset
-from .tiny_imagenet import make_tiny_imagenet
-
-__all__ += [
-    'DatasetLayoutError', 'ImageNetDataset', 'ImageReadError',
-    'LoadCheckedImageFromFile', 'PackClsInputs', 'RandomResizedCrop',
-    'ResizeEdge', 'make_tiny_imagenet'
 ]

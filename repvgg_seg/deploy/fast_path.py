@@ -231,7 +231,7 @@ def conv_relu_pairs(model):
     """``(owner, conv name, act name)`` of every conv whose output goes
     straight into a ReLU: fused RepVGG blocks and norm-free ConvModules."""
     for m in model.modules():
-        if (isinstance(m, RepVGGBlock) and m.deploy and m.se is None
+        if (isinstance(m, RepVGGBlock) and m.deploy and m.se_layer is None
                 and isinstance(m.act, nn.ReLU)):
             yield m, 'branch_reparam', 'act'
         elif (isinstance(m, ConvModule) and not m.with_norm

@@ -8,6 +8,3 @@ __all__ = [
     'ARCH_SETTINGS', 'FORMS', 'ConversionError', 'RepVGG', 'RepVGGBlock',
     'build_model', 'convert_checkpoint', 'extract_backbone'
 ]
-from .classifiers import ImageClassifier, LinearClsHead  # noqa: E402
-
-__all__ += ['ImageClassifier', 'LinearClsHead']

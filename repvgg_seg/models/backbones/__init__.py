@@ -1,3 +1,9 @@
-from .repvgg import ARCH_SETTINGS, RepVGG, RepVGGBlock
+from .repvgg import RepVGG
+from ..repvgg_archs import (ARCH_SETTINGS, RepVGGArchKeyError,
+                           RepVGGArchTypeError, RepVGGArgumentError)
+from .repvgg_blocks import RepVGGBlock, SELayer
 
-__all__ = ['ARCH_SETTINGS', 'RepVGG', 'RepVGGBlock']
+__all__ = [
+    'ARCH_SETTINGS', 'RepVGG', 'RepVGGArchKeyError', 'RepVGGArchTypeError',
+    'RepVGGArgumentError', 'RepVGGBlock', 'SELayer'
+]

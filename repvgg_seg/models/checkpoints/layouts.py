@@ -4,7 +4,8 @@
   ``linear.weight``; deploy files ``stageN.i.rbr_reparam.{weight,bias}``),
   possibly wrapped in ``state_dict``/``model`` and prefixed ``module.``;
 * mmpretrain (``backbone.stage_1.0.branch_3x3.conv.weight``, its BNs named
-  ``branch_3x3.norm``, SE convs ``se_layer.conv1.conv``; ``head.fc``);
+  ``branch_3x3.norm``; ``head.fc``); its SE names (``se_layer.conv1.conv``)
+  are ours;
 * ours: a bare backbone, or a segmentor/classifier with ``backbone.`` keys.
 
 The renames are tables of ``(ours, theirs)`` names so that :func:`to_layout`
@@ -30,14 +31,14 @@ OFFICIAL_NAMES = (
     ('branch_1x1', 'rbr_1x1'),
     ('branch_norm', 'rbr_identity'),
     ('branch_reparam', 'rbr_reparam'),
+    ('se_layer.conv1.conv', 'se.down'),
+    ('se_layer.conv2.conv', 'se.up'),
 )
 #: ``(ours, mmpretrain)``: mmpretrain names a branch's BN ``norm`` (ours is a
-#: ConvModule, whose BN is ``bn``) and builds its SE from ConvModules.
+#: ConvModule, whose BN is ``bn``).
 MMPRETRAIN_NAMES = (
     ('branch_3x3.bn', 'branch_3x3.norm'),
     ('branch_1x1.bn', 'branch_1x1.norm'),
-    ('se.down', 'se_layer.conv1.conv'),
-    ('se.up', 'se_layer.conv2.conv'),
 )
 #: Output layouts: ``layout -> (name table, key prefix)``.
 LAYOUTS = {
@@ -46,8 +47,6 @@ LAYOUTS = {
     'mmpretrain': (MMPRETRAIN_NAMES, 'backbone.'),
 }
 _BACKBONE_KEY = re.compile(r'^(stem|stage_\d)\.')
-
-
 
 
 class CheckpointMismatch(UserError, ValueError):
@@ -139,4 +138,4 @@ def infer_arch(state):
               for idx in range(1, len(kernels))
               if widths[idx - 1] // kernels[idx].shape[1] > 1}
     stage_widths = [widths[sum(num_blocks[:i + 1])] for i in range(4)]
-    return arch_name(num_blocks, stage_widths, groups)
+    return arch_name(num_blocks, stage_widths, groups, stem=widths[0])

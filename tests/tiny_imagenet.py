@@ -4,7 +4,8 @@ import os.path as osp
 
 import numpy as np
 from PIL import Image, ImageDraw
-from ..utils.errors import InvalidArgument
+
+from repvgg_seg.utils.errors import InvalidArgument
 
 #: Class colours (RGB), far apart so that colour alone separates classes.
 PALETTE = ((220, 40, 40), (40, 180, 60), (50, 80, 220), (230, 200, 40),
