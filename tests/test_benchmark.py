@@ -8,14 +8,15 @@ import torch
 import torch.nn as nn
 
 from helpers import REPO_ROOT, load_tool
-from repvgg_seg.deploy.benchmark import (build_segmentor, config_of,
-                                         has_norms, reference_labels,
-                                         update_markdown)
+from repvgg_seg.analysis.candidates import build_segmentor, has_norms
+from repvgg_seg.analysis.measure import reference_labels
+from repvgg_seg.analysis.report import update_markdown
+from repvgg_seg.analysis.variants import parse_variant, variant_name
 from repvgg_seg.deploy.fast_path import (FastSegmenter, FoldedPSPHead,
-                                         SeparablePool,
                                          conv_relu_pairs,
-                                         optimize_for_inference,
-                                         parse_variant, variant_name)
+                                         optimize_for_inference)
+from repvgg_seg.deploy.ops import MatMulAdaptiveAvgPool2d
+from repvgg_seg.utils.config import read_config
 from repvgg_seg.deploy.fuse import fuse_model
 from repvgg_seg.models import RepVGGBlock
 
@@ -41,7 +42,7 @@ def tiny_config(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def tiny_model(tiny_config):
-    return build_segmentor(config_of(tiny_config), None, torch.device('cpu'),
+    return build_segmentor(read_config(tiny_config), None, torch.device('cpu'),
                            (2, 3, 32, 64))
 
 
@@ -162,7 +163,7 @@ def test_fast_path_refuses_bad_input(tiny_model):
 @pytest.mark.parametrize('size', [1, 2, 3, 6, (5, None)])
 def test_separable_pool_equals_adaptive_pool(size):
     x = torch.randn(2, 8, 13, 29).to(memory_format=torch.channels_last)
-    torch.testing.assert_close(SeparablePool(size)(x),
+    torch.testing.assert_close(MatMulAdaptiveAvgPool2d(size)(x),
                                nn.AdaptiveAvgPool2d(size)(x))
 
 

@@ -1,4 +1,5 @@
 """What the tools and users call: one entry point for each job."""
+from ..analysis import run_benchmark, update_arch_table
 from ..datasets import (build_datasets, check_dataset, generate_citymini,
                         make_driving_video, prepare_cityscapes)
 from ..deploy import SegPredictor, fuse_checkpoint
@@ -15,5 +16,6 @@ __all__ = [
     'export_onnx', 'extract_backbone', 'fuse_checkpoint',
     'generate_citymini', 'inference_model', 'inference_segmentor',
     'init_model', 'init_segmentor', 'load_runner_config',
-    'make_driving_video', 'prepare_cityscapes'
+    'make_driving_video', 'prepare_cityscapes', 'run_benchmark',
+    'update_arch_table'
 ]
