@@ -89,7 +89,7 @@ def plot_accuracy(result, path):
     """FPS (log scale) against published mIoU: for each model with one, its
     fused fp32 form (open marker) and fastest fast-path variant (filled),
     joined, with p10-p90 error bars; models without a published mIoU are
-    named under the plot. Returns the label artists."""
+    named under the plot. Returns the labels' boxes (pixels)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9, 6))
     fastest = _fastest_variants(result)
@@ -138,9 +138,10 @@ def plot_accuracy(result, path):
                  ', '.join(unknown), fontsize=7)
     fig.tight_layout(rect=(0, 0.03 if unknown else 0, 1, 1))
     texts = place_labels(ax, points, labels, fontsize=7)
+    boxes = [t.get_window_extent(fig.canvas.get_renderer()) for t in texts]
     fig.savefig(path, dpi=120)
     plt.close(fig)
-    return texts
+    return boxes
 
 
 def plot(result, path):

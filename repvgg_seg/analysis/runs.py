@@ -50,7 +50,8 @@ def _failed(candidate, exc):
 def _measure_segmentor(candidate, inputs, images, args, result):
     device = inputs.device
     height, width = args.shape
-    calibration = (8, 3, max(height // 4, 32), max(width // 4, 32))
+    # a quarter of the input, but large enough for every pyramid pooling
+    calibration = (8, 3, max(height // 4, 64), max(width // 4, 64))
     model = build_segmentor(candidate['cfg'], candidate['checkpoint'],
                             device, calibration)
     new, _ = measure_forms(candidate['name'], candidate['family'], model,
