@@ -5,6 +5,7 @@ interrupted run keeps what it measured), then rendered."""
 import json
 import os
 import os.path as osp
+import time
 import traceback
 
 import torch
@@ -92,8 +93,11 @@ def run_segmentation(args, on_progress=None):
     if args.fast_path:
         result.update(fast_path=[], peak_tflops=args.peak_tflops,
                       fast_path_notes=fast_path_notes(args, images_note))
+    start = time.perf_counter()
     for candidate in candidates:
-        print(f"measuring {candidate['name']} ...", flush=True)
+        print(f"measuring {candidate['name']} ... "
+              f'({time.perf_counter() - start:.0f} s into the run)',
+              flush=True)
         try:
             _measure_segmentor(candidate, inputs, images, args, result)
         except Exception as exc:  # noqa: B902 (recorded, see _failed)
