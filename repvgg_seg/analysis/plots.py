@@ -3,7 +3,9 @@ and speed against published mIoU (where a model stands in the field)."""
 import itertools
 
 #: Fast-path variants whose labels agree less with fp32 are not plotted.
-PLOT_MIN_AGREEMENT = 99
+#: With random weights, fp16 flips near-ties between classes on 0.1-2.5 % of
+#: the pixels (rounding, not error); an overflow flips most of them.
+PLOT_MIN_AGREEMENT = 95
 #: Label offsets tried around a point (points; nearest first), 8 directions.
 _DIRECTIONS = [(1, 0.4), (1, -1), (-1, 0.4), (-1, -1), (0, 1), (0, -1.6),
                (1, 1.4), (-1, 1.4)]
@@ -132,7 +134,7 @@ def plot_accuracy(result, path):
     handles = [plt.Line2D([], [], marker='o', ls='', color=c, label=text)
                for c, text in (('tab:blue', 'PSPNet-RepVGG (ours)'),
                                ('tab:gray', 'MMSeg models'))]
-    ax.legend(handles=handles, fontsize=8, loc='lower right')
+    ax.legend(handles=handles, fontsize=8, loc='best')
     if unknown:
         fig.text(0.01, 0.01, 'No published mIoU (not shown): ' +
                  ', '.join(unknown), fontsize=7)
