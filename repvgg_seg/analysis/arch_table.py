@@ -7,6 +7,9 @@ show what re-parameterization removes.
 """
 import torch
 
+import os.path as osp
+
+from ..utils.errors import PathNotFound
 from ..utils.markdown import MarkersMissing, has_section, replace_section
 from .candidates import repvgg_classifier
 from .complexity import count_complexity
@@ -102,6 +105,9 @@ def update_arch_table(archs, input_size=224, markdown=False, readme=None):
     """The table of ``archs`` (plain text, or Markdown), returned; with
     ``readme``, also written between its ``arch-table`` markers, which must
     be there (checked before the slow counting)."""
+    if readme and not osp.isfile(readme):
+        raise PathNotFound(f'{readme} does not exist: give the README that '
+                           f'holds the {TABLE_START} markers')
     if readme and not has_section(readme, TABLE_START, TABLE_END):
         raise MarkersMissing(f'{readme} has no {TABLE_START} ... {TABLE_END} '
                              'markers: add them where the table should go')
