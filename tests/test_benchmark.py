@@ -8,15 +8,23 @@ import torch
 import torch.nn as nn
 
 from helpers import REPO_ROOT, load_tool
-from repvgg_seg.deploy.benchmark import (build_segmentor, config_of,
-                                         has_norms, reference_labels,
-                                         update_markdown)
+from mmcv.cnn import ConvModule
+
+from repvgg_seg.analysis.candidates import (BASELINES, baseline_config,
+                                            build_segmentor, config_name,
+                                            has_norms)
+from repvgg_seg.analysis.plots import plot_accuracy
+from repvgg_seg.analysis.published import published_miou
+from repvgg_seg.analysis.measure import reference_labels
+from repvgg_seg.analysis.report import update_markdown
+from repvgg_seg.analysis.variants import parse_variant, variant_name
 from repvgg_seg.deploy.fast_path import (FastSegmenter, FoldedPSPHead,
-                                         SeparablePool,
                                          conv_relu_pairs,
-                                         optimize_for_inference,
-                                         parse_variant, variant_name)
-from repvgg_seg.deploy.fuse import fuse_model
+                                         optimize_for_inference)
+from repvgg_seg.deploy.ops import MatMulAdaptiveAvgPool2d
+from repvgg_seg.utils.config import read_config
+from repvgg_seg.utils.errors import InvalidArgument
+from repvgg_seg.deploy.fuse import DeployError, fuse_model, unfolded_norms
 from repvgg_seg.models import RepVGGBlock
 
 #: A RepVGG PSPNet small enough to time in a test (one block per stage).
@@ -41,7 +49,7 @@ def tiny_config(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def tiny_model(tiny_config):
-    return build_segmentor(config_of(tiny_config), None, torch.device('cpu'),
+    return build_segmentor(read_config(tiny_config), None, torch.device('cpu'),
                            (2, 3, 32, 64))
 
 
@@ -162,7 +170,7 @@ def test_fast_path_refuses_bad_input(tiny_model):
 @pytest.mark.parametrize('size', [1, 2, 3, 6, (5, None)])
 def test_separable_pool_equals_adaptive_pool(size):
     x = torch.randn(2, 8, 13, 29).to(memory_format=torch.channels_last)
-    torch.testing.assert_close(SeparablePool(size)(x),
+    torch.testing.assert_close(MatMulAdaptiveAvgPool2d(size)(x),
                                nn.AdaptiveAvgPool2d(size)(x))
 
 
@@ -199,3 +207,117 @@ def test_tool_renders_from_json(tiny_config, tmp_path):
     load_tool('benchmark').main(['--from-json', str(saved), '--out-md',
                                  str(md)])
     assert '| m | fused | 1.00 |' in md.read_text()
+
+
+# ---- the real-time field: MMSeg's models by short name -------------------
+@pytest.fixture(scope='module')
+def pidnet_s():
+    return build_segmentor(read_config(baseline_config('pidnet-s')), None,
+                           torch.device('cpu'), (2, 3, 64, 128))
+
+
+@pytest.mark.parametrize('name', list(BASELINES))
+def test_every_short_name_builds(name):
+    model = build_segmentor(read_config(baseline_config(name)), None,
+                            torch.device('cpu'), (2, 3, 64, 128))
+    with torch.no_grad():
+        logits = model(torch.randn(1, 3, 64, 128), mode='tensor')
+    assert logits.shape[:2] == (1, 19)
+    assert published_miou(config_name(BASELINES[name]))[0] is not None
+
+
+def test_unknown_short_name_is_refused():
+    with pytest.raises(InvalidArgument, match='unknown baseline .*pidnet-s'):
+        baseline_config('pidnet-xl')
+
+
+def _relative_change(model, fused):
+    x = torch.randn(2, 3, 64, 128, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected, actual = model(x, mode='tensor'), fused(x, mode='tensor')
+    return ((actual - expected).abs().max() / expected.abs().max()).item()
+
+
+def test_folding_keeps_a_bn_before_its_conv_exactly(pidnet_s):
+    with pytest.raises(DeployError, match='norm layer comes before the conv'):
+        fuse_model(copy.deepcopy(pidnet_s))  # tools/fuse.py stays strict
+    fused = fuse_model(copy.deepcopy(pidnet_s), strict=False)
+    assert _relative_change(pidnet_s, fused) < 1e-5
+    left = [m for m in fused.modules() if isinstance(m, ConvModule)
+            and m.with_norm]
+    assert left and all(m.order.index('norm') < m.order.index('conv')
+                        for m in left)
+    assert len(unfolded_norms(fused)) < len(unfolded_norms(
+        copy.deepcopy(pidnet_s).eval())) / 4  # the conv+BN pairs folded
+
+
+def test_lenient_folding_of_ours_is_the_strict_one(tiny_model):
+    lenient = fuse_model(copy.deepcopy(tiny_model), strict=False)
+    strict = fuse_model(copy.deepcopy(tiny_model))
+    assert not has_norms(lenient)
+    assert _relative_change(tiny_model, lenient) < 1e-5
+    assert _relative_change(strict, lenient) == 0
+
+
+def test_fast_path_folds_the_input_into_every_conv_reading_it():
+    """BiSeNet reads the image in two paths: both get the 1/std."""
+    model = build_segmentor(read_config(baseline_config('bisenetv1')), None,
+                            torch.device('cpu'), (2, 3, 64, 128))
+    image = np.random.default_rng(0).integers(0, 256, (*SHAPE, 3),
+                                              dtype=np.uint8)
+    segmenter = optimize_for_inference(model, strict_fusion=False,
+                                       **parse_variant('fp32+eager+cl'))
+    labels = segmenter(torch.from_numpy(image))
+    assert (labels == reference_labels(model, image)).float().mean() > 0.999
+
+
+def test_failing_variant_or_model_is_reported_and_the_rest_measured(
+        tiny_config, tmp_path, monkeypatch):
+    pytest.importorskip('matplotlib')
+    from repvgg_seg.analysis import runs
+    measure_forms = runs.measure_forms
+
+    def fail_for_bisenet(name, *args):
+        if name.startswith('bisenetv2'):
+            raise RuntimeError('out of memory (simulated)')
+        return measure_forms(name, *args)
+
+    monkeypatch.setattr(runs, 'measure_forms', fail_for_bisenet)
+    out, plot = tmp_path / 'r.json', tmp_path / 'r.png'
+    load_tool('benchmark').main([
+        tiny_config, '--device', 'cpu', '--shape', *map(str, SHAPE),
+        '--repeat', '2', '--warmup', '1', '--baseline', 'bisenetv2',
+        'pidnet-s', '--fast-path', 'fp32+eager+nchw', 'fp32+graph',
+        '--out', str(out), '--plot', str(plot)])
+    result = json.loads(out.read_text())
+    records = {(r['model'], r.get('form')): r for r in result['records']}
+    assert 'out of memory' in records['bisenetv2 (mmseg)', None]['error']
+    pidnet = records['pidnet-s (mmseg)', 'fused']
+    assert pidnet['norms_kept'] > 0 and pidnet['miou'] == 78.74
+    assert pidnet['vs_training']['logits_max_rel_diff'] < 1e-5
+    fast = {(r['model'], r['variant']): r for r in result['fast_path']}
+    assert 'cuda_graph needs' in fast['pidnet-s (mmseg)', 'fp32+graph'][
+        'error']
+    assert fast['pidnet-s (mmseg)', 'fp32+nchw+eager']['fps'] > 0
+    assert fast['pspnet_repvgg_tiny', 'fp32+nchw+eager']['fps'] > 0
+    assert plot.stat().st_size > 0
+    assert (tmp_path / 'r_miou.png').stat().st_size > 0
+
+
+def test_accuracy_plot_labels_do_not_overlap(tmp_path):
+    pytest.importorskip('matplotlib')
+    latency = dict(median_ms=10, p10_ms=9, p90_ms=12, fps=100)
+    records = [dict(model=f'model-{i}', family='baseline', form='fused',
+                    fps=100 + i, miou=78 + 0.05 * i, batch_size=1,
+                    latency=dict(full=latency, raw=latency))
+               for i in range(6)]
+    fast = [dict(latency, model=f'model-{i}', variant='fp16+cl+graph',
+                 fps=300 + 2 * i, labels_agree_pct=99.9) for i in range(6)]
+    result = dict(mode='segmentation', title='t', records=records,
+                  fast_path=fast, env=dict(device='d', torch='t'))
+    path = tmp_path / 'miou.png'
+    boxes = plot_accuracy(result, path)
+    assert path.stat().st_size > 0 and len(boxes) == 6
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b)

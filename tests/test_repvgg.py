@@ -13,8 +13,10 @@ from helpers import (assert_features_close, assert_fuses_exactly, build,
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from repvgg_seg.models import ARCH_SETTINGS
-from repvgg_seg.models.analysis import (PAPER_NUMBERS, count_gflops,
-                                        count_params, truncated_millions)
+from repvgg_seg.analysis.arch_table import (PAPER_NUMBERS, TABLE_END,
+                                            TABLE_START, count_gflops,
+                                            count_params, truncated_millions)
+from repvgg_seg.utils import run_cli
 
 #: A quarter of the real widths keeps every arch's structure (blocks, groups,
 #: SE) while making the tests fast.
@@ -54,13 +56,13 @@ def test_fused_gflops_match_paper(arch):
 def test_analyze_tool_updates_only_the_readme_table(tmp_path, capsys):
     analyze = load_tool('analyze_archs')
     readme = tmp_path / 'README.md'
-    readme.write_text(f'# Title\n{analyze.TABLE_START}\nold table\n'
-                      f'{analyze.TABLE_END}\nafter\n')
+    readme.write_text(f'# Title\n{TABLE_START}\nold table\n'
+                      f'{TABLE_END}\nafter\n')
     assert analyze.main(['--archs', 'A0', '--update-readme',
                          str(readme)]) == 0
     text = readme.read_text()
-    assert text.startswith(f'# Title\n{analyze.TABLE_START}\n| arch ')
-    assert text.endswith(f'{analyze.TABLE_END}\nafter\n')
+    assert text.startswith(f'# Title\n{TABLE_START}\n| arch ')
+    assert text.endswith(f'{TABLE_END}\nafter\n')
     assert 'old table' not in text
     assert '| A0   | 9.10 ' in text and '| 1.36 ' in text  # train params
     assert capsys.readouterr().out.splitlines()[2].split() == [
@@ -70,8 +72,10 @@ def test_analyze_tool_updates_only_the_readme_table(tmp_path, capsys):
 def test_analyze_tool_refuses_a_readme_without_markers(tmp_path, capsys):
     readme = tmp_path / 'README.md'
     readme.write_text('# Title\n')
-    assert load_tool('analyze_archs').main(['--update-readme',
-                                            str(readme)]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(load_tool('analyze_archs').main, ['--update-readme',
+                                                  str(readme)])
+    assert exit_info.value.code == 2
     assert 'has no <!-- arch-table:start -->' in capsys.readouterr().err
     assert readme.read_text() == '# Title\n'
 

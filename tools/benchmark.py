@@ -11,10 +11,13 @@ one device, so the speed ratios are side by side.
 
 Without a checkpoint the weights are random (BN statistics measured on
 random inputs, so fusion has real work): speed does not depend on them.
+--baseline takes MMSeg's models by short name (pidnet-s pidnet-m pidnet-l
+ddrnet-23-slim ddrnet-23 bisenetv1 bisenetv2 stdc1 stdc2 pspnet_r18-d8
+pspnet_r50-d8 pspnet_r101-d8) or any config path; the table shows each
+config's published mIoU, and --plot also writes *_miou.png (FPS against
+mIoU).
 """
 import argparse
-import json
-import os
 import os.path as osp
 import shlex
 import sys
@@ -22,7 +25,11 @@ import sys
 import torch
 
 import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
-from repvgg_seg.deploy import benchmark
+from repvgg_seg.apis import run_benchmark
+from repvgg_seg.utils import run_cli
+
+#: Images the fast path's labels are compared on (random if none).
+DEFAULT_AGREEMENT_IMAGES = 'data/citymini/leftImg8bit/val/*/*.png'
 
 
 def parse_args(argv):
@@ -45,8 +52,9 @@ def parse_args(argv):
     parser.add_argument('--repeat', type=int, default=30)
     parser.add_argument('--warmup', type=int, default=10)
     parser.add_argument('--baseline', nargs='+', default=[], metavar='NAME',
-                        help='MMSeg PSPNets, e.g. pspnet_r18-d8 pspnet_r50-d8'
-                        ' pspnet_r101-d8 (or any config path)')
+                        help='MMSeg models by short name (see above), e.g. '
+                        'pidnet-s ddrnet-23-slim pspnet_r50-d8, or config '
+                        'paths')
     parser.add_argument('--sweep', nargs='+', default=[], metavar='ARCH',
                         help='measure these RepVGG archs in CONFIG\'s model '
                         '(--imagenet: default the paper\'s archs)')
@@ -59,7 +67,7 @@ def parse_args(argv):
                         'e.g. fp32 tf32 fp16-autocast fp16+nchw fp16+cl+graph'
                         ' bf16 fp16+compile+graph')
     parser.add_argument('--agreement-images',
-                        default=benchmark.DEFAULT_AGREEMENT_IMAGES,
+                        default=DEFAULT_AGREEMENT_IMAGES,
                         help='glob of images for the fast path\'s label '
                         'agreement with fp32 (resized to --shape)')
     parser.add_argument('--profile', metavar='VARIANT', help='print the '
@@ -69,7 +77,8 @@ def parse_args(argv):
     parser.add_argument('--title', help='section title (and key) in --out-md'
                         '; with --from-json it replaces the saved one')
     parser.add_argument('--out', help='write the results as JSON')
-    parser.add_argument('--plot', help='write the speed-vs-params plot')
+    parser.add_argument('--plot', help='write the speed-vs-params plot (and '
+                        'for segmentors PLOT_miou.png, speed vs mIoU)')
     parser.add_argument('--out-md', help='write or replace this run\'s '
                         'section of a Markdown file (e.g. docs/benchmarks.md)')
     parser.add_argument('--from-json', help='render --out-md/--plot from a '
@@ -89,39 +98,10 @@ def parse_args(argv):
     return args
 
 
-def write_json(result, path):
-    with open(path, 'w', encoding='utf-8') as f:
-        json.dump(result, f, indent=1)
-
-
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
-    for path in (args.out, args.plot, args.out_md):
-        if path and osp.dirname(path):
-            os.makedirs(osp.dirname(path), exist_ok=True)
-    if args.from_json:
-        with open(args.from_json, encoding='utf-8') as f:
-            result = json.load(f)
-        result['title'] = args.title or result['title']
-    else:
-        if args.device.startswith('cuda'):
-            torch.backends.cudnn.benchmark = True
-        save = args.out and (lambda partial: write_json(partial, args.out))
-        run = benchmark.run_imagenet if args.imagenet else \
-            benchmark.run_segmentation
-        result = run(args, save)
-    if args.out:
-        write_json(result, args.out)
-    if args.plot:
-        benchmark.plot(result, args.plot)
-    section = benchmark.to_markdown(
-        result, args.plot, osp.dirname(args.out_md) if args.out_md else None)
-    if args.out_md:
-        benchmark.update_markdown(args.out_md, result['title'], section)
-    print(section)
-    return result
+    run_benchmark(parse_args(argv))
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -1,4 +1,5 @@
 """What the tools and users call: one entry point for each job."""
+from ..analysis import run_benchmark, update_arch_table
 from ..datasets import generate_citymini, make_driving_video, prepare_cityscapes
 from ..deploy import SegPredictor, fuse_checkpoint
 from ..models import convert_checkpoint, extract_backbone
@@ -16,5 +17,6 @@ __all__ = [
     'export_onnx', 'extract_backbone', 'fuse_checkpoint',
     'generate_citymini', 'inference_model', 'inference_segmentor',
     'init_model', 'init_segmentor', 'load_runner_config',
-    'make_driving_video', 'prepare_cityscapes', 'test', 'train'
+    'make_driving_video', 'prepare_cityscapes', 'run_benchmark', 'test',
+    'train', 'update_arch_table'
 ]

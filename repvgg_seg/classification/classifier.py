@@ -133,8 +133,10 @@ class ImageClassifier(BaseModel):
         return data_samples
 
     def switch_to_deploy(self):
-        """Fuse the backbone's blocks (exact in eval mode)."""
-        self.backbone.switch_to_deploy()
+        """Fuse the backbone's blocks (exact in eval mode); a backbone
+        without a fused form (a ResNet) stays as it is."""
+        if hasattr(self.backbone, 'switch_to_deploy'):
+            self.backbone.switch_to_deploy()
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         """Adopt foreign layouts before the usual loading.

@@ -40,7 +40,7 @@ from mmcv.cnn import ConvModule
 from mmseg.models.decode_heads import PSPHead
 
 from ..models import RepVGGBlock
-from .fuse import fuse_model
+from .fuse import CHECK_INPUT_SHAPE, fuse_model
 from .ops import MatMulAdaptiveAvgPool2d, logits_to_labels
 from ..utils.errors import InvalidArgument
 
@@ -49,85 +49,66 @@ DTYPES = dict(fp32=torch.float32, tf32=torch.float32, fp16=torch.float16,
 #: Eager calls before a CUDA graph is captured: cudnn.benchmark autotunes
 #: (and torch.compile compiles) on the first, outside the graph.
 GRAPH_WARMUP_CALLS = 3
-#: Options of a variant before its flags (``tools/benchmark.py --fast-path``
-#: names): a variant string means the same whatever the defaults become.
-VARIANT_BASE = dict(channels_last=True, cuda_graph=True, cudnn_benchmark=True,
-                    fuse_relu=False, compile_postprocess=False,
-                    fold_psp=False, compile_mode=None)
-#: Variant flags -> :class:`FastSegmenter` keyword arguments.
-VARIANT_FLAGS = {
-    'cl': dict(channels_last=True),
-    'nchw': dict(channels_last=False),
-    'graph': dict(cuda_graph=True),
-    'eager': dict(cuda_graph=False),
-    'nobench': dict(cudnn_benchmark=False),
-    'relu': dict(fuse_relu=True),
-    'cpost': dict(compile_postprocess=True),
-    'fold': dict(fold_psp=True),
-    'compile': dict(compile_mode='default'),
-}
+#: Folded normalisation vs the data preprocessor's, relative (fp32, TF32
+#: off): a 1/std left out would be off by ~50x.
+NORMALIZATION_TOLERANCE = 1e-3
 #: :func:`optimize_for_inference` on a CPU: what runs there.
 CPU_OPTIONS = dict(precision='fp32', cuda_graph=False, fuse_relu=False,
                    compile_postprocess=False, fold_psp=True)
 
 
-def parse_variant(text):
-    """``'fp16+cl+graph+relu'`` -> :class:`FastSegmenter` keyword arguments:
-    a precision (``fp32``, ``tf32``, ``fp16``, ``bf16``; ``-autocast`` keeps
-    fp32 weights under autocast) and flags of :data:`VARIANT_FLAGS` applied
-    to :data:`VARIANT_BASE` (flags not named are off)."""
-    precision, *flags = text.split('+')
-    kwargs = dict(VARIANT_BASE, autocast=precision.endswith('-autocast'),
-                  precision=precision.removesuffix('-autocast'))
-    if kwargs['precision'] not in DTYPES:
-        raise InvalidArgument(f'unknown precision {precision!r} in variant '
-                         f'{text!r}; choose from {sorted(DTYPES)}')
-    for flag in flags:
-        if flag not in VARIANT_FLAGS:
-            raise InvalidArgument(f'unknown flag {flag!r} in variant {text!r}; '
-                             f'choose from {sorted(VARIANT_FLAGS)}')
-        kwargs.update(VARIANT_FLAGS[flag])
-    return kwargs
+def image_convs(model, images):
+    """The convs that read ``images`` themselves, found by running the model
+    once (a two-path network such as BiSeNet has one in each path)."""
+    readers, hooks = {}, []
 
+    def record(conv, args):
+        if args[0] is images:
+            readers[id(conv)] = conv
 
-def variant_name(options):
-    """The canonical string of complete :class:`FastSegmenter` options
-    (as :func:`parse_variant` returns them): layout, graph, flags on."""
-    parts = [options['precision'] + ('-autocast' if options['autocast']
-                                     else ''),
-             'cl' if options['channels_last'] else 'nchw',
-             'graph' if options['cuda_graph'] else 'eager']
-    parts += [flag for flag, flag_options in VARIANT_FLAGS.items()
-              if flag not in ('cl', 'nchw', 'graph', 'eager')
-              and all(options[k] == v for k, v in flag_options.items())]
-    return '+'.join(parts)
-
-
-def first_conv(model):
-    """The conv that reads the image (the first one registered)."""
-    return next(m for m in model.backbone.modules()
-                if isinstance(m, nn.Conv2d))
+    for conv in model.modules():
+        if isinstance(conv, nn.Conv2d):
+            hooks.append(conv.register_forward_pre_hook(record))
+    try:
+        model(images, mode='tensor')
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return list(readers.values())
 
 
 @torch.no_grad()
 def fold_input_normalization(model):
-    """Fold the data preprocessor's channel flip and ``1/std`` into the
-    first conv, in place; return the per-channel mean (in the input's
-    channel order) that the input still needs subtracted."""
-    pre, conv = model.data_preprocessor, first_conv(model)
-    if conv.in_channels != 3 or conv.groups != 1:
-        raise InvalidArgument('the first conv must read the 3 image channels '
-                         f'with groups=1, got {conv}')
+    """Fold the data preprocessor's channel flip and ``1/std`` into every
+    conv that reads the image, in place; return the per-channel mean (in
+    the input's channel order) that the input still needs subtracted.
+    Checked on a random image: the model must read the image through those
+    convs alone."""
+    pre = model.data_preprocessor
+    device = next(model.parameters()).device
     # the model's channel c reads the input's channel order[c]
     order = [2, 1, 0] if pre.channel_conversion else [0, 1, 2]
-    weight = conv.weight.new_empty(conv.weight.shape)
-    mean = torch.zeros(3, device=weight.device)
+    mean, std = torch.zeros(3, device=device), torch.ones(3, device=device)
     if pre._enable_normalize:
-        weight[:, order] = conv.weight / pre.std.reshape(1, 3, 1, 1)
-        mean[order] = pre.mean.flatten()
-    else:
-        weight[:, order] = conv.weight
-    conv.weight.copy_(weight)
+        mean[order], std[order] = pre.mean.flatten(), pre.std.flatten()
+    raw = 128 + 60 * torch.randn(CHECK_INPUT_SHAPE, generator=torch.Generator(
+    ).manual_seed(0)).to(device)
+    image = ((raw - mean[:, None, None]) / std[:, None, None])[:, order]
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        expected = model(image, mode='tensor')
+        convs = image_convs(model, image)
+        for conv in convs:
+            if conv.in_channels != 3 or conv.groups != 1:
+                raise InvalidArgument('a conv that reads the image must take '
+                                      f'its 3 channels with groups=1: {conv}')
+            weight = conv.weight.new_empty(conv.weight.shape)
+            weight[:, order] = conv.weight / std[order].reshape(1, 3, 1, 1)
+            conv.weight.copy_(weight)
+        actual = model(raw - mean[:, None, None], mode='tensor')
+    if not convs or (actual - expected).abs().max() > \
+            NORMALIZATION_TOLERANCE * expected.abs().max():
+        raise InvalidArgument('cannot fold the input normalisation: the model '
+                              'reads the image other than through its convs')
     return mean
 
 
@@ -264,6 +245,8 @@ class FastSegmenter:
         fuse_relu: conv+ReLU pairs as :class:`ConvReLU` (CUDA only).
         compile_postprocess: ``torch.compile`` the upsampling + argmax
             into one kernel (the logits at full size are never written).
+        strict_fusion: refuse a model whose norm layers cannot all be
+            folded (:func:`~.fuse.fuse_model`); off, those stay as they are.
         fold_psp: a PSPHead becomes :class:`FoldedPSPHead` (exact; not yet
             measured on a GPU, so off there by default).
         compile_mode: ``torch.compile`` mode of the whole function (None:
@@ -273,7 +256,7 @@ class FastSegmenter:
     def __init__(self, model, precision='fp16', autocast=False,
                  channels_last=True, cuda_graph=True, cudnn_benchmark=True,
                  fuse_relu=True, compile_postprocess=True, fold_psp=False,
-                 compile_mode=None):
+                 compile_mode=None, strict_fusion=True):
         self.device = next(model.parameters()).device
         for name, wanted in (('cuda_graph', cuda_graph),
                              ('fuse_relu', fuse_relu)):
@@ -284,7 +267,7 @@ class FastSegmenter:
         self.dtype = DTYPES[precision]
         self.cuda_graph, self.cudnn_benchmark = cuda_graph, cudnn_benchmark
         self.channels_last = channels_last
-        model = fuse_model(copy.deepcopy(model))
+        model = fuse_model(copy.deepcopy(model), strict=strict_fusion)
         self.mean = fold_input_normalization(model).reshape(1, 3, 1, 1)
         self.align_corners = model.decode_head.align_corners
         self.label_dtype = (torch.uint8 if model.decode_head.num_classes

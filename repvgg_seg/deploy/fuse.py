@@ -16,8 +16,9 @@ import os.path as osp
 
 import torch
 import torch.nn as nn
-from mmcv.cnn import ConvModule, fuse_conv_bn
+from mmcv.cnn import ConvModule
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from mmseg.registry import MODELS
 from ..models import build_model
@@ -27,6 +28,7 @@ from ..models.checkpoints import (backbone_arch, dataset_meta_of,
 from ..utils.config import read_config
 from ..utils.errors import UserError
 from ..utils.files import atomic_output, atomic_torch_save, same_file
+
 
 class DeployError(UserError, ValueError):
     """A model, checkpoint or output that cannot be fused or deployed."""
@@ -48,29 +50,68 @@ def _reparameterize(module):
         _reparameterize(child)
 
 
-def fuse_model(model):
-    """Fuse ``model`` in place (eval mode) and return it; raises
-    :class:`DeployError` if any norm layer cannot be folded."""
+def _norm_before_conv(module):
+    """A ConvModule whose norm layer runs before its conv (``order=('norm',
+    'act', 'conv')``, as in PIDNet's and DDRNet's pyramid pooling): the conv
+    is registered first, but no conv output goes through that norm."""
+    return (isinstance(module, ConvModule) and module.with_norm
+            and module.order.index('norm') < module.order.index('conv'))
+
+
+def _fold_conv_bn(module):
+    """Fold each BN child into the conv child registered just before it
+    (mmcv's ``fuse_conv_bn`` rule), recursively, except inside ConvModules
+    whose norm precedes the conv: those are left as they are."""
+    last_conv_name = None
+    for name, child in list(module.named_children()):
+        if isinstance(child, _BatchNorm):
+            if last_conv_name is not None:
+                module._modules[last_conv_name] = fuse_conv_bn_eval(
+                    module._modules[last_conv_name], child)
+                module._modules[name] = nn.Identity()
+                last_conv_name = None
+        elif isinstance(child, nn.Conv2d):
+            last_conv_name = name
+        elif not _norm_before_conv(child):
+            _fold_conv_bn(child)
+
+
+def fuse_model(model, strict=True):
+    """Fuse ``model`` in place (eval mode) and return it.
+
+    ``strict`` (what :func:`fuse_checkpoint` needs: its deploy config, norm
+    layers off, must rebuild the result) raises :class:`DeployError` if any
+    norm layer cannot be folded. ``strict=False`` folds every conv followed
+    by its BN and leaves every other norm layer as it is (a BN before its
+    conv cannot be folded exactly): for measuring models built without
+    fusion in mind, such as MMSeg's real-time networks.
+    """
     model.eval()
     _reparameterize(model)
-    for name, m in model.named_modules():
-        if (isinstance(m, ConvModule) and m.with_norm
-                and m.order.index('norm') < m.order.index('conv')):
-            raise DeployError(f'cannot fold {name}: its norm layer comes '
-                              'before the conv')
-    fuse_conv_bn(model)  # folds each BN into the conv registered before it
+    norm_first = [name for name, m in model.named_modules()
+                  if _norm_before_conv(m)]
+    if strict and norm_first:
+        raise DeployError(f'cannot fold {norm_first[0]}: its norm layer '
+                          'comes before the conv')
+    _fold_conv_bn(model)
     for m in model.modules():
         if (isinstance(m, ConvModule) and m.with_norm
                 and isinstance(m.norm, nn.Identity)):
             delattr(m, m.norm_name)  # now exactly ConvModule(norm_cfg=None)
             m.norm_name, m.with_norm = None, False
-    left = [name for name, m in model.named_modules()
-            if isinstance(m, _BatchNorm)
-            or isinstance(m, ConvModule) and m.with_norm]
-    if left:
+    left = unfolded_norms(model)
+    if strict and left:
         raise DeployError(f'{len(left)} norm layers cannot be folded into a '
                           f'conv, e.g. {left[0]}')
     return model
+
+
+def unfolded_norms(model):
+    """Names of the norm layers left in ``model`` (after fusion: the ones
+    that could not be folded)."""
+    return [name for name, m in model.named_modules()
+            if isinstance(m, _BatchNorm)
+            or isinstance(m, ConvModule) and m.with_norm]
 
 
 def _reparameterizable(node):
