@@ -8,6 +8,7 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 from mmseg.registry import RUNNERS
+from ..engine import ChannelsLastHook
 from ..deploy.loading import (DeployError, backbone_arch, build_model,
                               load_weights, read_checkpoint, state_dict_of)
 from ..utils import read_config
@@ -20,9 +21,7 @@ SEG_EVALUATORS_WITH_OUTPUT = ('IoUMetric', 'CityscapesMetric')
 def load_config(path, cfg_options=None, work_dir=None, launcher='none'):
     """Read ``path``, apply ``--cfg-options`` and ``--work-dir`` the MMSeg
     way (default ``work_dirs/<config name>``)."""
-    if not osp.isfile(path):
-        raise PathNotFound(f'config {path} does not exist')
-    cfg = read_config(path, cfg_options)
+    cfg = read_config(path, cfg_options)  # mmseg:: paths too
     cfg.launcher = launcher
     if work_dir is not None:
         cfg.work_dir = work_dir
@@ -74,17 +73,36 @@ def _replace_sync_bn(node):
     return found
 
 
-def enable_amp(cfg):
-    """``--amp``: switch the optimizer wrapper to mixed precision."""
-    if cfg.optim_wrapper.type == 'AmpOptimWrapper':
-        print_log('AMP training is already enabled in your config.',
+#: ``--amp`` values and the autocast dtype each one trains in.
+AMP_DTYPES = {'fp16': 'float16', 'bf16': 'bfloat16'}
+
+
+def enable_amp(cfg, precision='fp16'):
+    """``--amp [fp16|bf16]``: mixed precision (mmengine's AmpOptimWrapper)
+    in channels_last (:class:`~repvgg_seg.engine.ChannelsLastHook`, added
+    when the config has none), the fast layout for half-precision convs."""
+    if precision not in AMP_DTYPES:
+        raise InvalidArgument(f'--amp {precision}: choose one of '
+                              f'{", ".join(AMP_DTYPES)}')
+    if not torch.cuda.is_available():
+        raise InvalidArgument(
+            '--amp needs a CUDA GPU and none is available here (mmengine\'s '
+            'AmpOptimWrapper trains only on GPUs): train without --amp')
+    wrapper = cfg.optim_wrapper
+    if wrapper.type not in ('OptimWrapper', 'AmpOptimWrapper'):
+        raise InvalidArgument('--amp needs optim_wrapper.type OptimWrapper, '
+                              f'got {wrapper.type}')
+    if wrapper.type == 'AmpOptimWrapper':
+        print_log('AMP training is already enabled in your config; --amp '
+                  f'sets its dtype to {AMP_DTYPES[precision]}.',
                   logger='current', level=logging.WARNING)
-        return
-    if cfg.optim_wrapper.type != 'OptimWrapper':
-        raise InvalidArgument('--amp needs optim_wrapper.type OptimWrapper, got '
-                         f'{cfg.optim_wrapper.type}')
-    cfg.optim_wrapper.type = 'AmpOptimWrapper'
-    cfg.optim_wrapper.loss_scale = 'dynamic'
+    wrapper.type = 'AmpOptimWrapper'
+    wrapper.setdefault('loss_scale', 'dynamic')
+    wrapper.dtype = AMP_DTYPES[precision]
+    hooks = cfg.setdefault('custom_hooks', [])
+    if not any(hook.get('type') in ('ChannelsLastHook', ChannelsLastHook)
+               for hook in hooks):
+        hooks.append(dict(type='ChannelsLastHook'))
 
 
 def build_runner(cfg):
