@@ -24,7 +24,7 @@ def to_channels_last(model):
     """Move the 4-d weights and buffers of ``model`` to channels_last and
     make its data preprocessor hand out channels_last batches."""
     model.to(memory_format=CHANNELS_LAST)
-    _keep_cpu_bug_convs_nchw(model)
+    _avoid_onednn_on_cpu(model)
     preprocessor = getattr(model, 'data_preprocessor', None)
     if (preprocessor is not None
             and not getattr(preprocessor, '_channels_last_hook', None)):
@@ -33,23 +33,23 @@ def to_channels_last(model):
     return model
 
 
-def _keep_cpu_bug_convs_nchw(model):
-    """PyTorch's CPU backward of a strided 1x1 conv on a few input channels
-    (RepVGG's stem 1x1 branch on the image) corrupts memory in channels_last
-    (torch 2.13, crops from 64x128 up): on the CPU that conv and the image
-    stay NCHW (:func:`_batch_to_channels_last`). GPUs are not affected."""
-    for module in model.modules():
-        if (isinstance(module, torch.nn.Conv2d)
-                and module.weight.device.type == 'cpu'
-                and module.kernel_size == (1, 1) and module.stride != (1, 1)
-                and module.in_channels < 8):
-            module.weight.data = module.weight.data.contiguous()
+def _avoid_onednn_on_cpu(model):
+    """oneDNN's CPU convolution backward corrupts memory in channels_last
+    (torch 2.13: a strided 1x1 conv on a few input channels, e.g. RepVGG's
+    stem 1x1 branch on the image, from 64x128 crops up), so a CPU model in
+    channels_last runs PyTorch's own conv kernels. GPUs are not affected."""
+    param = next(model.parameters(), None)
+    if param is not None and param.device.type == 'cpu' \
+            and torch.backends.mkldnn.enabled:
+        torch.backends.mkldnn.enabled = False
+        print_log('channels_last on the CPU: oneDNN convolutions turned off '
+                  '(their channels_last backward is unsafe)',
+                  logger='current', level=logging.WARNING)
 
 
 def _batch_to_channels_last(module, args, output):
     inputs = output.get('inputs') if isinstance(output, dict) else None
-    if (isinstance(inputs, torch.Tensor) and inputs.dim() == 4
-            and inputs.device.type != 'cpu'):
+    if isinstance(inputs, torch.Tensor) and inputs.dim() == 4:
         output['inputs'] = inputs.contiguous(memory_format=CHANNELS_LAST)
     return output
 
