@@ -23,6 +23,7 @@ import time
 import torch
 from mmengine.model import revert_sync_batchnorm
 from mmengine.optim import build_optim_wrapper
+from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 from mmengine.structures import PixelData
 
@@ -59,6 +60,9 @@ def load_train_config(name, data_root=None, batch_size=2):
     """The config without pretrained weights (none exist offline), its
     train dataloader pointed at ``data_root`` with ``batch_size``."""
     cfg = read_config(config_path(name))
+    # MMSeg's configs name their modules in the mmseg scope (the Runner
+    # sets it; here the models are built without one)
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
     cfg.model.pretrained = None
     cfg.model.backbone.init_cfg = None
     cfg.train_dataloader.batch_size = batch_size

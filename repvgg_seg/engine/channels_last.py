@@ -13,7 +13,7 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
-from mmengine.optim import AmpOptimWrapper, OptimWrapperDict
+from mmengine.optim import AmpOptimWrapper, OptimWrapper, OptimWrapperDict
 
 from mmseg.registry import HOOKS
 
@@ -96,7 +96,8 @@ class ChannelsLastHook(Hook):
 
     def before_train(self, runner):
         self._maybe_convert(runner, _uses_amp(runner.optim_wrapper))
-        if self.active:
+        if self.active and isinstance(runner.optim_wrapper,
+                                      (OptimWrapper, OptimWrapperDict)):
             _optimizer_state_to_channels_last(runner.optim_wrapper)
 
     def before_val(self, runner):
