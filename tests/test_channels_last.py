@@ -209,3 +209,27 @@ def test_amp_without_a_gpu_is_one_line_error(tmp_path):
               if line.startswith('error: ')]
     assert len(errors) == 1 and 'GPU' in errors[0]
     assert 'Traceback' not in result.stderr
+
+
+def test_training_benchmark_reports_both_layouts_and_a_real_run(
+        cl_run, tmp_path):
+    from repvgg_seg.analysis import training
+    result = training.run([str(CONFIG)], ['nchw-fp32', 'cl-fp32'], 'cpu',
+                          batch_size=2, warmup=1, iters=2)
+    assert [r['variant'] for r in result['rows']] == ['nchw-fp32', 'cl-fp32']
+    assert all(r['ms_per_iter'] > 0 and r['images_per_s'] > 0
+               for r in result['rows'])
+    scalars = next(cl_run.glob('*/vis_data/scalars.json'))
+    md = tmp_path / 'bench.md'
+    md.write_text('# Benchmarks\n\nkept\n')
+    training.report(result, 'Training speed, test', 'cmd',
+                    out=tmp_path / 'r.json', out_md=md,
+                    train_logs=[f'tiny={scalars}=python tools/train.py x'],
+                    skip=2)
+    text = md.read_text()
+    assert 'kept' in text and '| tiny | ' in text
+    assert '<!-- benchmark:training-training-speed-test:start -->' in text
+    assert text.count('| pspnet_repvgg_tiny_citymini |') == 2
+    summary = training.load_result(tmp_path / 'r.json')['train_logs']['tiny']
+    assert (summary['first_iter'], summary['last_iter']) == (3, 6)
+    assert summary['s_per_iter'] > 0

@@ -47,6 +47,8 @@ def parse_args(argv):
     parser.add_argument('--train-log', nargs='+', default=[],
                         metavar='NAME=PATH[=COMMAND]',
                         help='also summarise real tools/train.py runs')
+    parser.add_argument('--skip', type=int, default=50, help='leave out '
+                        'the first iterations of each --train-log')
     parser.add_argument('--out', help='write the JSON result here')
     parser.add_argument('--out-md', help='write the section into this '
                         'Markdown file (e.g. docs/benchmarks.md)')
@@ -66,7 +68,7 @@ def main(argv=None):
         command = shlex.join(['python', 'tools/benchmark_train.py',
                               *(sys.argv[1:] if argv is None else argv)])
     print(training.report(result, args.title, command, args.out,
-                          args.out_md, args.train_log))
+                          args.out_md, args.train_log, args.skip))
 
 
 if __name__ == '__main__':

@@ -6,8 +6,8 @@ Multi-GPU/node:  torchrun --nproc_per_node=N tools/train.py CONFIG --launcher py
 import argparse
 
 import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
-from repvgg_seg.apis import (AMP_DTYPES, build_runner, check_checkpoint, enable_amp,
-                             load_config)
+from repvgg_seg.apis import (AMP_DTYPES, build_runner, check_checkpoint,
+                             enable_amp, load_config)
 from repvgg_seg.datasets import check_data_roots
 from repvgg_seg.utils import add_runner_arguments, parse_runner_args, run_cli
 

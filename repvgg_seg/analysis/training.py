@@ -151,7 +151,8 @@ def measure(cfg, variant, batches, device, warmup=10, iters=30):
                data_time_share=sum(data_s) / sum(step_s),
                final_loss=loss)
     if device.type == 'cuda':
-        row['peak_memory_mib'] = torch.cuda.max_memory_allocated(device) / 2**20
+        row['peak_memory_mib'] = (torch.cuda.max_memory_allocated(device)
+                                  / 2**20)
     del model, optim_wrapper
     if device.type == 'cuda':
         torch.cuda.empty_cache()
@@ -300,17 +301,20 @@ def slug(title):
     return re.sub(r'[^a-z0-9]+', '-', title.lower()).strip('-')
 
 
-def report(result, title, command, out=None, out_md=None, train_logs=()):
+def report(result, title, command, out=None, out_md=None, train_logs=(),
+           skip=50):
     """Write the JSON (``out``) and the Markdown section of ``title`` in
     ``out_md``; ``train_logs``: ``NAME=SCALARS_JSON[=COMMAND]`` strings of
-    real runs to summarise next to it. Returns the Markdown."""
+    real runs to summarise next to it (after their first ``skip``
+    iterations). Returns the Markdown."""
     logs = {}
     for spec in train_logs:
         name, _, rest = spec.partition('=')
         path, _, run_command = rest.partition('=')
         if not path:
             raise InvalidArgument(f'--train-log {spec}: use NAME=PATH')
-        logs[name] = dict(summarize_train_log(path), command=run_command)
+        logs[name] = dict(summarize_train_log(path, skip),
+                          command=run_command)
     result = dict(result, title=title, command=command, train_logs=logs)
     markdown = to_markdown(result, title, command, logs)
     if out:
