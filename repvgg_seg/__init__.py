@@ -11,3 +11,5 @@ __version__ = '0.1.0'
 __all__ = ['RepVGG', 'RepVGGBlock', '__version__']
 # ImageNet classification: dataset, transforms, classifier, Accuracy metric.
 from . import classification, datasets  # noqa: E402,F401
+# Training hooks (channels_last mixed precision).
+from . import engine  # noqa: E402,F401

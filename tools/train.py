@@ -6,7 +6,7 @@ Multi-GPU/node:  torchrun --nproc_per_node=N tools/train.py CONFIG --launcher py
 import argparse
 
 import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
-from repvgg_seg.apis import train
+from repvgg_seg.apis import AMP_DTYPES, train
 from repvgg_seg.utils.cli import (add_runner_arguments, parse_runner_args,
                                   run_cli)
 
@@ -18,8 +18,10 @@ def parse_args():
     parser.add_argument(
         '--resume', action='store_true',
         help='resume from the latest checkpoint in the work_dir')
-    parser.add_argument('--amp', action='store_true',
-                        help='automatic mixed-precision training')
+    parser.add_argument(
+        '--amp', nargs='?', const='fp16', choices=sorted(AMP_DTYPES),
+        help='mixed-precision training in channels_last on the GPU: fp16 '
+        '(plain --amp) or bf16')
     add_runner_arguments(parser, 'train_dataloader.dataset.data_root=DIR')
     return parse_runner_args(parser)
 

@@ -36,4 +36,12 @@ model = dict(
 # Check every image and label map of the train/val lists before the first
 # iteration (tools/check_dataset.py runs the same check on its own); skip
 # it with --cfg-options custom_hooks.0.enabled=False
-custom_hooks = [dict(type='CheckDatasetHook', nproc=8)]
+custom_hooks = [dict(type='CheckDatasetHook', nproc=8),
+                # --amp trains in channels_last (NHWC), the layout of
+                # cuDNN's fp16/bf16 tensor-core convs: about 2x faster.
+                # No-op in fp32 and on the CPU.
+                dict(type='ChannelsLastHook')]
+# Enough workers to keep up with ~0.05 s iterations (2048x1024 PNG decode,
+# random resize up to 2x, crop, photometric distortion per image).
+train_dataloader = dict(num_workers=8, persistent_workers=True,
+                        pin_memory=True)

@@ -4,5 +4,14 @@ the arch table of the README. Above :mod:`repvgg_seg.deploy`, below
 :mod:`repvgg_seg.apis`."""
 from .arch_table import update_arch_table
 from .runs import run_benchmark
+from .training import DEFAULT_VARIANTS as DEFAULT_TRAINING_VARIANTS
+from .training import VARIANTS as TRAINING_VARIANTS
+from .training import load_result as load_training_result
+from .training import report as report_training_benchmark
+from .training import run as run_training_benchmark
 
-__all__ = ['run_benchmark', 'update_arch_table']
+__all__ = [
+    'DEFAULT_TRAINING_VARIANTS', 'TRAINING_VARIANTS', 'load_training_result',
+    'report_training_benchmark', 'run_benchmark', 'run_training_benchmark',
+    'update_arch_table'
+]

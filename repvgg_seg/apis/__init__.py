@@ -1,5 +1,8 @@
 """What the tools and users call: one entry point for each job."""
-from ..analysis import run_benchmark, update_arch_table
+from ..analysis import (DEFAULT_TRAINING_VARIANTS, TRAINING_VARIANTS,
+                        load_training_result, report_training_benchmark,
+                        run_benchmark, run_training_benchmark,
+                        update_arch_table)
 from ..datasets import generate_citymini, make_driving_video, prepare_cityscapes
 from ..deploy import SegPredictor, fuse_checkpoint
 from ..models import convert_checkpoint, extract_backbone
@@ -8,10 +11,14 @@ from .data import check_data
 from .export import export_onnx
 from .inference import (inference_model, inference_segmentor, init_model,
                         init_segmentor)
-from .runner import (build_runner, check_checkpoint, configure_test,
-                     enable_amp, load_runner_config, test, train)
+from .runner import (AMP_DTYPES, build_runner, check_checkpoint,
+                     configure_test, enable_amp, load_runner_config, test,
+                     train)
 
 __all__ = [
+    'AMP_DTYPES', 'DEFAULT_TRAINING_VARIANTS', 'TRAINING_VARIANTS',
+    'load_training_result', 'report_training_benchmark',
+    'run_training_benchmark',
     'SegPredictor', 'build_runner', 'check_checkpoint', 'check_data',
     'classify', 'configure_test', 'convert_checkpoint', 'enable_amp',
     'export_onnx', 'extract_backbone', 'fuse_checkpoint',

@@ -11,6 +11,7 @@ from mmengine.runner import Runner
 
 from mmseg.registry import RUNNERS
 from ..datasets import check_data_roots
+from ..engine import ChannelsLastHook
 from ..models import build_model
 from ..models.checkpoints import (CheckpointMismatch, backbone_arch,
                                   load_weights, read_checkpoint,
@@ -78,17 +79,36 @@ def _replace_sync_bn(node):
     return found
 
 
-def enable_amp(cfg):
-    """``--amp``: switch the optimizer wrapper to mixed precision."""
-    if cfg.optim_wrapper.type == 'AmpOptimWrapper':
-        print_log('AMP training is already enabled in your config.',
+#: ``--amp`` values and the autocast dtype each one trains in.
+AMP_DTYPES = {'fp16': 'float16', 'bf16': 'bfloat16'}
+
+
+def enable_amp(cfg, precision='fp16'):
+    """``--amp [fp16|bf16]``: mixed precision (mmengine's AmpOptimWrapper)
+    in channels_last (:class:`~repvgg_seg.engine.ChannelsLastHook`, added
+    when the config has none), the fast layout for half-precision convs."""
+    if precision not in AMP_DTYPES:
+        raise InvalidArgument(f'--amp {precision}: choose one of '
+                              f'{", ".join(AMP_DTYPES)}')
+    if not torch.cuda.is_available():
+        raise InvalidArgument(
+            '--amp needs a CUDA GPU and none is available here (mmengine\'s '
+            'AmpOptimWrapper trains only on GPUs): train without --amp')
+    wrapper = cfg.optim_wrapper
+    if wrapper.type not in ('OptimWrapper', 'AmpOptimWrapper'):
+        raise InvalidArgument('--amp needs optim_wrapper.type OptimWrapper, '
+                              f'got {wrapper.type}')
+    if wrapper.type == 'AmpOptimWrapper':
+        print_log('AMP training is already enabled in your config; --amp '
+                  f'sets its dtype to {AMP_DTYPES[precision]}.',
                   logger='current', level=logging.WARNING)
-        return
-    if cfg.optim_wrapper.type != 'OptimWrapper':
-        raise InvalidArgument('--amp needs optim_wrapper.type OptimWrapper, got '
-                         f'{cfg.optim_wrapper.type}')
-    cfg.optim_wrapper.type = 'AmpOptimWrapper'
-    cfg.optim_wrapper.loss_scale = 'dynamic'
+    wrapper.type = 'AmpOptimWrapper'
+    wrapper.setdefault('loss_scale', 'dynamic')
+    wrapper.dtype = AMP_DTYPES[precision]
+    hooks = cfg.setdefault('custom_hooks', [])
+    if not any(hook.get('type') in ('ChannelsLastHook', ChannelsLastHook)
+               for hook in hooks):
+        hooks.append(dict(type='ChannelsLastHook'))
 
 
 def build_runner(cfg):
@@ -148,12 +168,13 @@ def configure_test(cfg, checkpoint, out=None, show=False, show_dir=None,
     return cfg
 
 
-def train(config, work_dir=None, resume=False, amp=False, cfg_options=None,
+def train(config, work_dir=None, resume=False, amp=None, cfg_options=None,
           launcher='none'):
-    """``tools/train.py``: train ``config`` (a path) into ``work_dir``."""
+    """``tools/train.py``: train ``config`` (a path) into ``work_dir``;
+    ``amp``: None, or a key of :data:`AMP_DTYPES`."""
     cfg = load_runner_config(config, cfg_options, work_dir, launcher)
     if amp:
-        enable_amp(cfg)
+        enable_amp(cfg, amp)
     cfg.resume = resume
     check_data_roots(cfg, ('train', 'val'))
     if cfg.get('load_from') and not cfg.resume:

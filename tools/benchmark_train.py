@@ -1,0 +1,75 @@
+"""Benchmark training speed (ms/iter, images/s, data_time share, peak
+memory) of segmentor configs and MMSeg baselines, NCHW vs channels_last,
+fp32 / fp16 / bf16, in one run on one device.
+
+    python tools/benchmark_train.py configs/pspnet_repvgg_b2-fast.py
+        [--baseline pspnet_r50-d8] [--variants nchw-fp16 cl-fp16 cl-bf16]
+        [--data-root data/cityscapes] [--batch-size 2]
+        [--out r.json] [--out-md docs/benchmarks.md]
+    python tools/benchmark_train.py --from-json r.json --out-md docs/benchmarks.md
+        [--train-log NAME=work_dirs/x/<time>/vis_data/scalars.json]
+
+Without --data-root the batches are random crops (the GPU step alone);
+with it they come through the config's own train pipeline and workers.
+"""
+import argparse
+import shlex
+import sys
+
+import torch
+
+import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
+from repvgg_seg import apis
+from repvgg_seg.utils.cli import run_cli
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description=' '.join(__doc__.split('\n\n')[0].split()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='\n'.join(__doc__.splitlines()[3:]))
+    parser.add_argument('configs', nargs='*', help='segmentor configs')
+    parser.add_argument('--baseline', nargs='+', default=[], metavar='NAME',
+                        help='MMSeg PSPNets, e.g. pspnet_r50-d8 (or a path)')
+    parser.add_argument('--variants', nargs='+', choices=apis.TRAINING_VARIANTS,
+                        default=list(apis.DEFAULT_TRAINING_VARIANTS))
+    parser.add_argument('--device', default='cuda' if
+                        torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--batch-size', type=int, default=2)
+    parser.add_argument('--data-root', help='Cityscapes-format data for '
+                        'the real train pipeline (default: random crops)')
+    parser.add_argument('--num-workers', type=int, help='override the '
+                        'train dataloader workers of every config')
+    parser.add_argument('--warmup', type=int, default=10)
+    parser.add_argument('--iters', type=int, default=30)
+    parser.add_argument('--title', default='Training speed')
+    parser.add_argument('--from-json', help='re-render a saved result')
+    parser.add_argument('--train-log', nargs='+', default=[],
+                        metavar='NAME=PATH[=COMMAND]',
+                        help='also summarise real tools/train.py runs')
+    parser.add_argument('--skip', type=int, default=50, help='leave out '
+                        'the first iterations of each --train-log')
+    parser.add_argument('--out', help='write the JSON result here')
+    parser.add_argument('--out-md', help='write the section into this '
+                        'Markdown file (e.g. docs/benchmarks.md)')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.from_json:
+        result = apis.load_training_result(args.from_json)
+        command = result['command']
+    else:
+        result = apis.run_training_benchmark(args.configs + args.baseline, args.variants,
+                              args.device, args.batch_size, args.data_root,
+                              args.warmup, args.iters,
+                              args.num_workers)
+        command = shlex.join(['python', 'tools/benchmark_train.py',
+                              *(sys.argv[1:] if argv is None else argv)])
+    print(apis.report_training_benchmark(result, args.title, command, args.out,
+                          args.out_md, args.train_log, args.skip))
+
+
+if __name__ == '__main__':
+    run_cli(main)
