@@ -12,6 +12,7 @@ from mmengine.runner import Runner
 from mmseg.registry import RUNNERS
 from ..datasets import check_data_roots
 from ..models import build_model
+from ..models.pretrained_urls import fetch_pretrained
 from ..models.checkpoints import (CheckpointMismatch, backbone_arch,
                                   load_weights, read_checkpoint,
                                   state_dict_of)
@@ -119,7 +120,7 @@ def check_checkpoint(cfg, checkpoint, whole_model=True):
 def configure_test(cfg, checkpoint, out=None, show=False, show_dir=None,
                    wait_time=2, tta=False):
     """Apply ``tools/test.py``'s options to ``cfg`` (as MMSeg's test.py)."""
-    if not osp.isfile(checkpoint):
+    if '://' not in checkpoint and not osp.isfile(checkpoint):
         raise PathNotFound(f'checkpoint {checkpoint} does not exist')
     check_checkpoint(cfg, checkpoint)
     cfg.load_from = checkpoint
@@ -155,6 +156,7 @@ def train(config, work_dir=None, resume=False, amp=False, cfg_options=None,
     if amp:
         enable_amp(cfg)
     cfg.resume = resume
+    fetch_pretrained(cfg.model)
     check_data_roots(cfg, ('train', 'val'))
     if cfg.get('load_from') and not cfg.resume:
         check_checkpoint(cfg, cfg.load_from, whole_model=False)
