@@ -4,6 +4,7 @@ from ..deploy import SegPredictor, fuse_checkpoint
 from ..models import convert_checkpoint, extract_backbone
 from .data import check_data
 from .export import export_onnx
+from .image_demo import segment_images
 from .inference import (inference_model, inference_segmentor, init_model,
                         init_segmentor)
 from .runner import (build_runner, check_checkpoint, configure_test,
@@ -15,5 +16,6 @@ __all__ = [
     'export_onnx', 'extract_backbone', 'fuse_checkpoint',
     'generate_citymini', 'inference_model', 'inference_segmentor',
     'init_model', 'init_segmentor', 'load_runner_config',
-    'make_driving_video', 'prepare_cityscapes', 'test', 'train'
+    'make_driving_video', 'prepare_cityscapes', 'segment_images', 'test',
+    'train'
 ]
