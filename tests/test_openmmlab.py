@@ -63,6 +63,15 @@ def test_installed_hook_lets_mmseg_import_first(code):
     assert "No module named 'mmcv._ext'" in without_hook.stderr
 
 
+@pytest.mark.skipif(not compiled_ops_available(), reason='needs full mmcv')
+def test_installed_hook_keeps_full_mmcvs_real_ops():
+    result = _python('import mmcv.ops; print(getattr(mmcv.ops, '
+                     '"__repvgg_seg_shim__", False), mmcv.ops.DeformConv2d)',
+                     site_dir=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith('False <class')
+
+
 def test_hook_steps_aside_for_full_mmcv(monkeypatch):
     import repvgg_seg_hook
     finder = repvgg_seg_hook.LiteOpsFinder()
