@@ -1,8 +1,12 @@
 # PSPNet-RepVGG-A0, output stride 8, Cityscapes 512x1024, 80k iterations.
 _base_ = ['./_base_/pspnet_repvgg_cityscapes-512x1024.py']
+# ImageNet weights from mmpretrain's model zoo, downloaded once into
+# ~/.cache/torch/hub/checkpoints (see README, "Pretrained weights")
+checkpoint_file = ('https://download.openmmlab.com/mmclassification/v0/repvgg/'
+                   'repvgg-A0_8xb32_in1k_20221213-60ae8e23.pth')  # noqa
 model = dict(
     backbone=dict(
         arch='A0',
-        init_cfg=dict(checkpoint='checkpoints/RepVGG-A0-train.pth')),
+        init_cfg=dict(checkpoint=checkpoint_file)),
     decode_head=dict(in_channels=1280),
     auxiliary_head=dict(in_channels=192))

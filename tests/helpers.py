@@ -1,6 +1,10 @@
 """Helpers shared by the RepVGG tests."""
+import contextlib
+import http.server
 import importlib.util
+import os
 import os.path as osp
+import threading
 
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -89,3 +93,41 @@ def read_video(path):
             capture.release()
             return frames, fps
         frames.append(frame)
+
+
+class RunsShellCommand:
+    """What a malicious checkpoint holds: unpickling it runs a command."""
+
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command, )
+
+
+@contextlib.contextmanager
+def serve_directory(root):
+    """An HTTP server for the files of ``root`` on 127.0.0.1 (a free port),
+    in a thread; yields ``(base_url, requested_paths)``."""
+    requested = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(root), **kwargs)
+
+        def do_GET(self):
+            requested.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f'http://127.0.0.1:{server.server_address[1]}', requested
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

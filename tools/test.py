@@ -19,9 +19,12 @@ def parse_args():
         'for offline evaluation')
     parser.add_argument('--show', action='store_true',
                         help='show prediction results in a window')
-    parser.add_argument('--show-dir',
-                        help='save painted predictions under work_dir/'
-                        '<timestamp>/SHOW_DIR')
+    parser.add_argument(
+        '--show-dir', help='save painted predictions as SHOW_DIR/vis_data/'
+        'vis_image/*.png (a relative SHOW_DIR is taken under the work dir)')
+    parser.add_argument(
+        '--show-interval', type=int, default=1,
+        help='with --show/--show-dir, paint every N-th image (default: all)')
     parser.add_argument('--wait-time', type=float, default=2,
                         help='seconds each shown image stays')
     add_runner_arguments(parser, 'test_dataloader.dataset.data_root=DIR')
@@ -34,7 +37,7 @@ def main():
     args = parse_args()
     test(args.config, args.checkpoint, args.work_dir, args.out, args.show,
          args.show_dir, args.wait_time, args.tta, args.cfg_options,
-         args.launcher)
+         args.launcher, args.show_interval)
 
 
 if __name__ == '__main__':

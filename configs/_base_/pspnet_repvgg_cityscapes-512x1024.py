@@ -25,12 +25,16 @@ model = dict(
         dilations=(1, 1, 2, 4),
         norm_cfg=norm_cfg,
         norm_eval=False,
-        # ImageNet initialisation from the official RepVGG release (training
-        # form). Point it elsewhere with
+        # ImageNet initialisation: mmpretrain's weights of the arch (each
+        # config names its URL; downloaded once, cached in
+        # ~/.cache/torch/hub/checkpoints). The official RepVGG release files
+        # (training form) load too:
         #   --cfg-options model.backbone.init_cfg.checkpoint=PATH
         # or train from scratch with --cfg-options model.backbone.init_cfg=None
         init_cfg=dict(
-            type='Pretrained', checkpoint='checkpoints/RepVGG-B2-train.pth')),
+            type='Pretrained',
+            checkpoint='https://download.openmmlab.com/mmclassification/v0/'
+            'repvgg/repvgg-B2_8xb32_in1k_20221213-d8b420ef.pth')),
     decode_head=dict(in_channels=2560, norm_cfg=norm_cfg),
     auxiliary_head=dict(in_channels=640, norm_cfg=norm_cfg))
 # Check every image and label map of the train/val lists before the first

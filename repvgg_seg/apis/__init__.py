@@ -9,6 +9,7 @@ from ..models import convert_checkpoint, extract_backbone
 from .classification import classify
 from .data import check_data
 from .export import export_onnx
+from .image_demo import segment_images
 from .inference import (inference_model, inference_segmentor, init_model,
                         init_segmentor)
 from .runner import (AMP_DTYPES, build_runner, check_checkpoint,
@@ -24,6 +25,6 @@ __all__ = [
     'export_onnx', 'extract_backbone', 'fuse_checkpoint',
     'generate_citymini', 'inference_model', 'inference_segmentor',
     'init_model', 'init_segmentor', 'load_runner_config',
-    'make_driving_video', 'prepare_cityscapes', 'run_benchmark', 'test',
-    'train', 'update_arch_table'
+    'make_driving_video', 'prepare_cityscapes', 'run_benchmark',
+    'segment_images', 'test', 'train', 'update_arch_table'
 ]

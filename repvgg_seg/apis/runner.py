@@ -11,11 +11,13 @@ from mmengine.runner import Runner
 
 from mmseg.registry import RUNNERS
 from ..datasets import check_data_roots
+from ..deploy import deploy_config, is_deploy_config
 from ..engine import ChannelsLastHook
 from ..models import build_model
 from ..models.checkpoints import (CheckpointMismatch, backbone_arch,
-                                  load_weights, read_checkpoint,
-                                  state_dict_of)
+                                  is_fused_checkpoint, load_weights,
+                                  read_checkpoint, state_dict_of)
+from ..models.pretrained_urls import fetch_pretrained
 from ..utils.config import read_config
 from ..utils.errors import InvalidArgument, PathNotFound
 
@@ -121,9 +123,17 @@ def check_checkpoint(cfg, checkpoint, whole_model=True):
     """Refuse, before the Runner starts, a checkpoint that must not or
     cannot be loaded into ``cfg.model``: the Runner would load what fits
     and only warn. ``whole_model=False`` (``load_from`` for fine-tuning,
-    where heads may differ) only requires the same RepVGG arch."""
+    where heads may differ) only requires the same RepVGG arch. A fused
+    checkpoint switches ``cfg.model`` to the fused structure first (what
+    :func:`load_trained_model` does for the API), so it tests with the
+    training config as with its deploy config."""
     source = read_checkpoint(checkpoint)
     if whole_model:
+        if is_fused_checkpoint(source, checkpoint) and \
+                not is_deploy_config(cfg):
+            cfg.model = deploy_config(cfg).model
+            print_log(f'{checkpoint} is fused: testing the fused structure '
+                      f'of {cfg.filename}', logger='current')
         load_weights(build_model(cfg), source, checkpoint, cfg.filename)
         return
     with torch.device('meta'):
@@ -136,23 +146,34 @@ def check_checkpoint(cfg, checkpoint, whole_model=True):
                           'checkpoint of the same arch')
 
 
+def configure_show(cfg, show=False, show_dir=None, wait_time=2,
+                   interval=1):
+    """``--show``/``--show-dir``: paint every ``interval``-th test image
+    (MMSeg's hook paints every 50th by default), shown in a window or
+    written to ``show_dir/vis_data/vis_image/`` (a relative ``show_dir``
+    is taken under the work dir)."""
+    hook = cfg.default_hooks.get('visualization')
+    if hook is None:
+        raise InvalidArgument('--show/--show-dir need a visualization hook in '
+                              'default_hooks (SegVisualizationHook)')
+    if interval < 1:
+        raise InvalidArgument(f'--show-interval must be >= 1, got {interval}')
+    hook.update(draw=True, interval=interval)
+    if show:
+        hook.update(show=True, wait_time=wait_time)
+    if show_dir:
+        cfg.visualizer['save_dir'] = osp.join(cfg.work_dir, show_dir)
+
+
 def configure_test(cfg, checkpoint, out=None, show=False, show_dir=None,
-                   wait_time=2, tta=False):
+                   wait_time=2, tta=False, show_interval=1):
     """Apply ``tools/test.py``'s options to ``cfg`` (as MMSeg's test.py)."""
-    if not osp.isfile(checkpoint):
+    if '://' not in checkpoint and not osp.isfile(checkpoint):
         raise PathNotFound(f'checkpoint {checkpoint} does not exist')
     check_checkpoint(cfg, checkpoint)
     cfg.load_from = checkpoint
     if show or show_dir:
-        hook = cfg.default_hooks.get('visualization')
-        if hook is None:
-            raise InvalidArgument('--show/--show-dir need a visualization hook in '
-                             'default_hooks (SegVisualizationHook)')
-        hook['draw'] = True
-        if show:
-            hook.update(show=True, wait_time=wait_time)
-        if show_dir:
-            cfg.visualizer['save_dir'] = show_dir
+        configure_show(cfg, show, show_dir, wait_time, show_interval)
     if tta:
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
         cfg.tta_model.module = cfg.model
@@ -176,6 +197,7 @@ def train(config, work_dir=None, resume=False, amp=None, cfg_options=None,
     if amp:
         enable_amp(cfg, amp)
     cfg.resume = resume
+    fetch_pretrained(cfg.model)
     check_data_roots(cfg, ('train', 'val'))
     if cfg.get('load_from') and not cfg.resume:
         check_checkpoint(cfg, cfg.load_from, whole_model=False)
@@ -184,10 +206,11 @@ def train(config, work_dir=None, resume=False, amp=None, cfg_options=None,
 
 def test(config, checkpoint, work_dir=None, out=None, show=False,
          show_dir=None, wait_time=2, tta=False, cfg_options=None,
-         launcher='none'):
-    """``tools/test.py``: evaluate ``checkpoint`` with ``config``'s test
-    set and metric."""
+         launcher='none', show_interval=1):
+    """``tools/test.py``: evaluate ``checkpoint`` (training or fused form)
+    with ``config``'s test set and metric."""
     cfg = load_runner_config(config, cfg_options, work_dir, launcher)
-    configure_test(cfg, checkpoint, out, show, show_dir, wait_time, tta)
+    configure_test(cfg, checkpoint, out, show, show_dir, wait_time, tta,
+                   show_interval)
     check_data_roots(cfg, ('test', ))
     return build_runner(cfg).test()

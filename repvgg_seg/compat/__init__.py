@@ -3,8 +3,10 @@ and new torch.
 
 Imported first by :mod:`repvgg_seg`, before anything imports ``mmseg.models``.
 """
-from .checkpoint import (CheckpointError, install_safe_checkpoint_loader,
-                         load_from_local)
+from .checkpoint import CheckpointError, load_from_local
+from .checkpoint_sources import (DownloadError, cached_download,
+                                 checkpoint_cache_dir,
+                                 install_safe_checkpoint_loader)
 from .crash_safe import (find_latest_complete_checkpoint,
                          install_crash_safe_checkpoints,
                          is_complete_checkpoint)
@@ -16,7 +18,8 @@ install_safe_checkpoint_loader()
 install_crash_safe_checkpoints()
 
 __all__ = [
-    'CheckpointError', 'CompiledOpUnavailable', 'compiled_ops_available',
+    'CheckpointError', 'CompiledOpUnavailable', 'DownloadError',
+    'cached_download', 'checkpoint_cache_dir', 'compiled_ops_available',
     'find_latest_complete_checkpoint', 'install_lite_ops_shim',
     'is_complete_checkpoint', 'load_from_local'
 ]

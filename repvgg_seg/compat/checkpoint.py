@@ -5,7 +5,9 @@ numpy arrays/scalars in ``meta``, which the weights-only unpickler rejects, so
 ``--resume`` and ``load_from`` fail under torch >= 2.6. Rather than turning the
 safety off we allow-list exactly those types, and register a local-file loader
 in mmengine's :class:`CheckpointLoader` that always passes ``weights_only=True``
-(on every torch version) and turns refusals into clear errors.
+(on every torch version) and turns refusals into clear errors; every other
+source (URLs, ``open-mmlab://`` names, ...) ends in the same loader
+(:mod:`.checkpoint_sources`).
 """
 import os.path as osp
 import pickle
@@ -15,7 +17,6 @@ import zipfile
 import numpy as np
 import torch
 from mmengine.logging.history_buffer import HistoryBuffer
-from mmengine.runner.checkpoint import CheckpointLoader
 from ..utils.errors import PathNotFound, UserError
 
 #: Methods a pickled HistoryBuffer refers to by ``getattr(HistoryBuffer, name)``.
@@ -76,34 +77,34 @@ def register_safe_globals():
     return True
 
 
-def load_from_local(filename, map_location='cpu'):
-    """``torch.load`` with ``weights_only=True`` and readable errors."""
-    filename = osp.expanduser(str(filename))
-    if not osp.isfile(filename):
-        raise PathNotFound(
-            f'checkpoint {filename} does not exist: check the path')
+def safe_torch_load(source, name, map_location='cpu'):
+    """``torch.load(source, weights_only=True)`` (a path or a file object
+    read from ``name``), refusals and broken files as one-line errors."""
     try:
-        return torch.load(filename, map_location=map_location,
+        return torch.load(source, map_location=map_location,
                           weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r'GLOBAL (\S+)', str(exc))  # any torch version
         detail = (f'it asks for {found.group(1)}' if found else
                   str(exc).split('WeightsUnpickler error:')[-1].strip())
         raise CheckpointError(
-            f'refusing to load checkpoint {filename}: it holds objects other '
+            f'refusing to load checkpoint {name}: it holds objects other '
             f'than weights and training state ({detail.splitlines()[0]}). '
             'Loading it could run arbitrary code, so nothing was executed. '
             'Use a checkpoint written by torch.save of a state dict, or by '
             'this project/mmengine.') from None
     except (EOFError, RuntimeError, zipfile.BadZipFile, OSError) as exc:
         raise CheckpointError(
-            f'cannot read checkpoint {filename}: the file is truncated or '
+            f'cannot read checkpoint {name}: the file is truncated or '
             f'is not a PyTorch checkpoint ({type(exc).__name__}: {exc}). '
             'Re-download or re-save it.') from None
 
 
-def install_safe_checkpoint_loader():
-    """Route mmengine's local checkpoint loading through the safe loader."""
-    register_safe_globals()
-    CheckpointLoader.register_scheme(prefixes='', force=True)(
-        load_from_local)
+def load_from_local(filename, map_location='cpu'):
+    """``torch.load`` of a local file with ``weights_only=True`` and
+    readable errors."""
+    filename = osp.expanduser(str(filename))
+    if not osp.isfile(filename):
+        raise PathNotFound(
+            f'checkpoint {filename} does not exist: check the path')
+    return safe_torch_load(filename, filename, map_location)
