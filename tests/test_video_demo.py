@@ -18,17 +18,24 @@ from repvgg_seg.apis import init_segmentor
 from repvgg_seg.datasets import make_driving_video
 from repvgg_seg.deploy import SegPredictor
 from repvgg_seg.deploy.loading import build_model
-from repvgg_seg.deploy.video import _Worker
+from repvgg_seg.deploy.video.pipeline import _Worker
+from repvgg_seg.utils.cli import USER_ERROR_EXIT, run_cli
 
 CONFIG = osp.join(REPO_ROOT, 'configs', 'pspnet_repvgg_a0_citymini.py')
 NUM_FRAMES, FPS, SIZE = 5, 7.0, (128, 64)  # size as (width, height)
 
 
 def demo(*args):
-    """tools/video_demo.py in this process; returns what it printed."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        load_tool('video_demo').main([str(a) for a in args])
+    """tools/video_demo.py in this process (as its ``__main__`` runs it);
+    returns what it printed, or raises ``SystemExit`` with the exit code
+    and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            run_cli(load_tool('video_demo').main, [str(a) for a in args])
+        except SystemExit as exc:
+            if exc.code:
+                raise SystemExit(exc.code, err.getvalue()) from None
     return out.getvalue()
 
 
@@ -37,9 +44,11 @@ def assert_fails_cleanly(args, expected, folder):
     before = sorted(os.listdir(folder))
     with pytest.raises(SystemExit) as exc:
         demo(*args)
-    message = str(exc.value.code)
-    assert message.startswith('error: ') and '\n' not in message
-    assert expected in message
+    code, stderr = exc.value.args
+    assert code == USER_ERROR_EXIT
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: '), stderr
+    assert expected in lines[0]
     assert sorted(os.listdir(folder)) == before
     assert not [t for t in threading.enumerate() if isinstance(t, _Worker)]
 

@@ -1,0 +1,133 @@
+"""The GPU stages of the video pipeline: copy in on its own stream, the fast
+path, the overlay and its conversion to yuv420p, copy back into pinned
+buffers on another stream. Nothing here waits for the GPU: the collector
+thread waits for each batch's last event.
+
+The tensor functions run on any device (the tests check them on the CPU);
+the streams and events need CUDA.
+"""
+import torch
+
+from .overlay import BLEND_ONE, blend_weight, colour_table
+
+#: BT.601 limited range (what FFmpeg and OpenCV assume for yuv420p):
+#: rows Y, U, V over columns B, G, R.
+BGR_TO_YUV = ((0.097906, 0.504129, 0.256788), (0.439216, -0.290993,
+                                               -0.148223),
+              (-0.071427, -0.367788, 0.439216))
+YUV_OFFSET = (16.0, 128.0, 128.0)
+
+
+class TensorOverlay:
+    """:class:`~.overlay.CPUOverlay` on tensors: ``N x H x W x 3`` uint8
+    frames and ``N x H x W`` labels -> blended frames, the same bytes."""
+
+    def __init__(self, palette_bgr, opacity, device):
+        self.keep = BLEND_ONE - blend_weight(opacity)
+        self.table = torch.from_numpy(colour_table(
+            palette_bgr, opacity).astype('int32')).to(device)
+
+    def __call__(self, frames, labels):
+        colours = self.table[labels.long()]
+        return ((frames.int() * self.keep + colours) >> 8).to(torch.uint8)
+
+
+def bgr_to_yuv420(frames):
+    """``N x H x W x 3`` BGR uint8 -> ``N x 3H/2 x W`` planar yuv420p
+    (BT.601 limited range, chroma averaged over 2x2), as encoders take it."""
+    n, height, width, _ = frames.shape
+    matrix = torch.tensor(BGR_TO_YUV, device=frames.device)
+    offset = torch.tensor(YUV_OFFSET, device=frames.device)
+    x = frames.float()
+    luma = x @ matrix[0] + offset[0]
+    pooled = x.view(n, height // 2, 2, width // 2, 2, 3).mean(dim=(2, 4))
+    chroma = pooled @ matrix[1:].T + offset[1:]  # n, h/2, w/2, 2
+    planes = torch.cat([luma.reshape(n, -1),
+                        chroma.permute(0, 3, 1, 2).reshape(n, -1)], dim=1)
+    return planes.round_().clamp_(0, 255).to(torch.uint8).view(
+        n, height * 3 // 2, width)
+
+
+def pinned(shape, pin):
+    return torch.empty(shape, dtype=torch.uint8, pin_memory=pin)
+
+
+class CUDABackend:
+    """Runs batches on the GPU without waiting for them: :meth:`submit`
+    queues the copy in, the fast path, the overlay and the copy back on
+    three streams; :meth:`finish` (another thread) waits for the batch."""
+
+    def __init__(self, fast, palette_bgr, opacity, video_format):
+        self.fast, self.device = fast, fast.device
+        self.video_format = video_format  # None, 'bgr24' or 'yuv420p'
+        self.overlay = TensorOverlay(palette_bgr, opacity, self.device)
+        self.copy_in, self.compute, self.copy_back = (
+            torch.cuda.Stream(self.device) for _ in range(3))
+
+    def new_buffers(self, batch_size, size):
+        """Pinned host buffers and device input of one batch slot."""
+        width, height = size
+        frames = pinned((batch_size, height, width, 3), True)
+        video = None
+        if self.video_format == 'yuv420p':
+            video = pinned((batch_size, height * 3 // 2, width), True)
+        elif self.video_format == 'bgr24':
+            video = pinned((batch_size, height, width, 3), True)
+        return dict(frames=frames, host_frames=frames.numpy(), labels=pinned(
+            (batch_size, height, width), True), video=video,
+            device_frames=torch.empty(frames.shape, dtype=torch.uint8,
+                                      device=self.device),
+            events=[torch.cuda.Event(enable_timing=True) for _ in range(8)])
+
+    @torch.inference_mode()
+    def submit(self, slot):
+        buf, n = slot.buffers, slot.count
+        ev = buf['events']
+        with torch.cuda.stream(self.copy_in):
+            ev[0].record()
+            buf['device_frames'][:n].copy_(buf['frames'][:n],
+                                           non_blocking=True)
+            ev[1].record()
+        self.compute.wait_event(ev[1])
+        with torch.cuda.stream(self.compute):
+            ev[2].record()
+            labels = self.fast(buf['device_frames'][:n])
+            ev[3].record()
+            video = None
+            if self.video_format:
+                video = self.overlay(buf['device_frames'][:n], labels)
+                if self.video_format == 'yuv420p':
+                    video = bgr_to_yuv420(video)
+            ev[4].record()
+        self.copy_back.wait_event(ev[4])
+        with torch.cuda.stream(self.copy_back):
+            ev[5].record()
+            buf['labels'][:n].copy_(labels, non_blocking=True)
+            labels.record_stream(self.copy_back)
+            if video is not None:
+                buf['video'][:n].copy_(video, non_blocking=True)
+                video.record_stream(self.copy_back)
+            ev[6].record()
+
+    def finish(self, slot):
+        """Wait for the batch; its labels and video frames (host arrays)
+        and the GPU time of each stage (seconds)."""
+        ev, n = slot.buffers['events'], slot.count
+        ev[6].synchronize()
+        times = dict(copy=ev[0].elapsed_time(ev[1]),
+                     model=ev[2].elapsed_time(ev[3]),
+                     overlay=ev[3].elapsed_time(ev[4]),
+                     copy_back=ev[5].elapsed_time(ev[6]))
+        video = slot.buffers['video']
+        return (slot.buffers['labels'][:n].numpy(),
+                None if video is None or not self.video_format else
+                video[:n].numpy(), {k: v / 1000 for k, v in times.items()})
+
+    def warm_up(self, batch_size, size):
+        """Compile and capture the fast path for this batch shape before
+        the clock starts (tens of seconds for torch.compile)."""
+        width, height = size
+        with torch.cuda.stream(self.compute):
+            self.fast(torch.zeros((batch_size, height, width, 3),
+                                  dtype=torch.uint8, device=self.device))
+        self.compute.synchronize()
