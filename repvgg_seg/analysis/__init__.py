@@ -1,0 +1,1 @@
+"""Measuring and reporting: benchmarks and their Markdown sections."""
