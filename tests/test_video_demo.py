@@ -46,8 +46,10 @@ def assert_fails_cleanly(args, expected, folder):
         demo(*args)
     code, stderr = exc.value.args
     assert code == USER_ERROR_EXIT
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith('error: '), stderr
+    assert 'Traceback' not in stderr, stderr
+    lines = [line for line in stderr.splitlines()
+             if line.startswith('error: ')]  # the rest: library warnings
+    assert len(lines) == 1, stderr
     assert expected in lines[0]
     assert sorted(os.listdir(folder)) == before
     assert not [t for t in threading.enumerate() if isinstance(t, _Worker)]

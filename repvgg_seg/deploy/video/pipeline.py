@@ -26,7 +26,10 @@ NUM_SLOTS = 6
 #: Decoded batches that may wait for the model in real-time mode.
 REALTIME_QUEUE = 1
 #: Decoded batches that may wait for the model when reading a file.
-DECODE_AHEAD = 2
+DECODE_AHEAD = 1
+#: Batches submitted to the model and not yet collected: two keep the GPU
+#: busy (the next is queued when one ends); more would only add latency.
+MAX_IN_FLIGHT = 2
 LABEL_WRITERS = 3
 STAGES = ('decode', 'copy', 'model', 'overlay', 'copy_back', 'encode')
 _END = object()
@@ -140,6 +143,7 @@ class VideoPipeline:
         for _ in range(NUM_SLOTS):
             self.free.put(Slot(backend.new_buffers(batch_size, source.size)))
         self.dropped = 0
+        self.in_flight = threading.Semaphore(MAX_IN_FLIGHT)
         self.times = dict.fromkeys(STAGES, 0.0)
         self.latencies, self.queue_waits = [], []
         self.frames = 0
@@ -225,6 +229,7 @@ class VideoPipeline:
                               self.max_frames)) if self.progress else None
         while (slot := _get(self.submitted, self.stop)) is not _END:
             labels, video, times = self.backend.finish(slot)
+            self.in_flight.release()
             done = time.perf_counter()
             self.latencies += [done - t for t in slot.decoded_at]
             self.times['decode'] += slot.decode_seconds
@@ -295,6 +300,9 @@ class VideoPipeline:
                 if slot is _END:
                     return
                 self.queue_waits += [waited] * slot.count
+                while not self.in_flight.acquire(timeout=0.1):
+                    if self.stop.is_set():
+                        return
                 self.backend.submit(slot)
                 self.submitted.put(slot)
             except KeyboardInterrupt:
