@@ -149,14 +149,13 @@ def benchmark_config(config, video, device, batch_size, iterations,
 def check_targets(name, result, device):
     """Each target of the issue: value, target, met."""
     model_fps = result['model']['fps']
+    # latency is a stream's (a camera, --realtime); reading a file as fast
+    # as possible, frames also wait for the ones decoded before them
     checks = dict(labels_only=(result['labels_only']['fps'] / model_fps,
                                LABELS_ONLY_TARGET),
-                  p99_file=(result['overlay']['latency_ms']['p99'] /
-                            result['model']['median_latency_ms'],
-                            P99_TARGET),
-                  p99_realtime=(result['realtime']['latency_ms']['p99'] /
-                                result['model']['median_latency_ms'],
-                                P99_TARGET))
+                  p99_stream=(result['realtime']['latency_ms']['p99'] /
+                              result['model']['median_latency_ms'],
+                              P99_TARGET))
     if device.type == 'cuda' and name in GPU_TARGETS:
         checks['overlay_fps'] = (result['overlay']['fps'], GPU_TARGETS[name])
     if device.type == 'cpu':
@@ -254,20 +253,26 @@ def run_video_benchmark(configs, device='cuda:0', size=(2048, 1024),
         results[name]['targets'] = check_targets(name, results[name],
                                                  device)
         print(f'{name}: ' + json.dumps(results[name]), flush=True)
-    env = environment(device)
-    command = command or ' '.join(['python'] + sys.argv)
-    out = dict(environment=env, command=command, size=list(size),
-               num_frames=num_frames, results=results)
+    out = dict(environment=environment(device),
+               command=command or ' '.join(['python'] + sys.argv),
+               size=list(size), num_frames=num_frames, results=results)
     out_json = out_json or osp.join(work_dir, f'video_{device.type}.json')
     os.makedirs(osp.dirname(osp.abspath(out_json)), exist_ok=True)
     with open(out_json, 'w') as f:
         json.dump(out, f, indent=1)
     if markdown_file:
-        tag = (f'video-pipeline-{width}x{height}-'
-               f'{"gpu" if device.type == "cuda" else "cpu"}')
-        replace_section(markdown_file, f'<!-- benchmark:{tag}:start -->',
-                        f'<!-- benchmark:{tag}:end -->',
-                        f'## Video pipeline, {width}x{height}, '
-                        f'{env["device"]}\n\n' +
-                        markdown(results, env, command, size, num_frames))
+        record(out, markdown_file)
     return out
+
+
+def record(out, markdown_file):
+    """The section ``benchmark:video-pipeline-WxH-gpu|cpu`` of
+    ``markdown_file`` from a benchmark's JSON."""
+    env, (width, height) = out['environment'], out['size']
+    kind = 'cpu' if env['device'].startswith('CPU') else 'gpu'
+    tag = f'video-pipeline-{width}x{height}-{kind}'
+    replace_section(markdown_file, f'<!-- benchmark:{tag}:start -->',
+                    f'<!-- benchmark:{tag}:end -->',
+                    f'## Video pipeline, {width}x{height}, {env["device"]}'
+                    '\n\n' + markdown(out['results'], env, out['command'],
+                                       out['size'], out['num_frames']))
