@@ -153,3 +153,25 @@ def test_failure_midway_removes_partial_output(video, checkpoint, tmp_path):
         [frames_dir, CONFIG, checkpoint, '--out', tmp_path / 'out.mp4',
          '--out-labels', tmp_path / 'labels'], 'cannot decode frame',
         tmp_path)
+
+
+@pytest.mark.parametrize('via_link', [False, True])
+def test_out_naming_the_input_is_refused(video, checkpoint, tmp_path,
+                                         via_link):
+    """--out IN.mp4 would overwrite the video being read."""
+    source = tmp_path / 'in.mp4'
+    source.write_bytes(open(video, 'rb').read())
+    out = source
+    if via_link:
+        out = tmp_path / 'link.mp4'
+        os.symlink(source, out)
+    before = source.read_bytes()
+    assert_fails_cleanly([source, CONFIG, checkpoint, '--out', out],
+                         'is the input video', tmp_path)
+    assert source.read_bytes() == before
+
+
+def test_unknown_codec_fails_cleanly(video, checkpoint, tmp_path):
+    assert_fails_cleanly([video, CONFIG, checkpoint, '--out',
+                          tmp_path / 'o.mp4', '--codec', 'no_such_codec'],
+                         'cannot open the no_such_codec encoder', tmp_path)
