@@ -166,6 +166,15 @@ def check_targets(name, result, device):
             for k, (v, t) in checks.items()}
 
 
+def _cpu_name():
+    try:
+        with open('/proc/cpuinfo') as f:
+            return next(line.split(':', 1)[1].strip() for line in f
+                        if line.startswith('model name'))
+    except (OSError, StopIteration):
+        return platform.processor() or 'unknown'
+
+
 def environment(device):
     env = dict(date=datetime.datetime.now(datetime.timezone.utc).strftime(
         '%Y-%m-%d %H:%M UTC'), torch=torch.__version__,
@@ -178,8 +187,9 @@ def environment(device):
     if device.type == 'cuda':
         env['device'] = torch.cuda.get_device_name(device)
     else:
-        env.update(device=f'CPU ({platform.processor() or "unknown"})',
-                   threads=torch.get_num_threads())
+        env.update(device=f'CPU ({_cpu_name()})',
+                   threads=torch.get_num_threads(),
+                   load_average=round(os.getloadavg()[0], 2))
     return env
 
 
@@ -193,7 +203,10 @@ def markdown(results, env, command, size, num_frames):
     lines = [
         f'`{command}`', '',
         f'{env["device"]}, torch {env["torch"]}, PyAV {env["pyav"]}, '
-        f'{env["cpus"]} CPUs, {env["date"]}. Synthetic {width}x{height} '
+        f'{env["cpus"]} CPUs'
+        + (f' (load average {env["load_average"]})'
+           if 'load_average' in env else '') +
+        f', {env["date"]}. Synthetic {width}x{height} '
         f'drive of {num_frames} frames, fused models with random weights, '
         f'batch 1, the real pipeline (`tools/video_demo.py`); overlay: '
         'H.264 mp4 written. Model only: the model alone on frames already '
