@@ -30,12 +30,13 @@ def format_report(report, batch_size, device):
     """The lines printed at the end of a run."""
     stages = ', '.join(f'{k} {v:.2f}' for k, v in report['stage_ms'].items())
     width, height = report['size']
+    codec = f', {report["codec"]}' if report['codec'] else ''
     lines = [
         f'{report["frames"]} frames of {width}x{height} at '
         f'{report["input_fps"]:g} fps in {report["seconds"]:.1f} s: '
         f'{report["fps"]:.2f} FPS end to end, {report["model_fps"]:.2f} FPS '
         f'model only (batch {batch_size}, {device}, '
-        f'{report["backend"]}{", " + report["codec"] if report["codec"] else ""})',
+        f'{report["backend"]}{codec})',
         f'latency (decoded -> labels ready): p50 '
         f'{report["latency_ms"]["p50"]:.1f} ms, p99 '
         f'{report["latency_ms"]["p99"]:.1f} ms',
