@@ -141,14 +141,15 @@ class CUDABackend:
                 None if video is None or not self.video_format else
                 video[:n].numpy(), {k: v / 1000 for k, v in times.items()})
 
-    @torch.inference_mode()
     def warm_up(self, batch_size, size):
-        """Compile and capture the fast path for this batch shape before
-        the clock starts (tens of seconds for torch.compile)."""
+        """Compile and capture the fast path and the overlay for this batch
+        shape before the clock starts (tens of seconds for torch.compile).
+        The frames are a plain tensor like the slots' buffers: an inference
+        tensor would make torch.compile recompile on the first real frame."""
         width, height = size
         frames = torch.zeros((batch_size, height, width, 3),
                              dtype=torch.uint8, device=self.device)
-        with torch.cuda.stream(self.compute):
+        with torch.inference_mode(), torch.cuda.stream(self.compute):
             labels = self.fast(frames)
             if self.video_format:
                 self._paint(frames[:1], labels[:1], self.overlay.table,
