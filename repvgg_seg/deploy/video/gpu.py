@@ -110,7 +110,9 @@ class CUDABackend:
         self.compute.wait_event(ev[1])
         with torch.cuda.stream(self.compute):
             ev[2].record()
-            labels = self.fast(buf['device_frames'][:n])
+            # always the full batch (a short last one reads stale frames):
+            # a new shape would capture a new CUDA graph mid-run
+            labels = self.fast(buf['device_frames'])[:n]
             ev[3].record()
             video = [self._paint(buf['device_frames'][i:i + 1],
                                  labels[i:i + 1], self.overlay.table,
