@@ -74,6 +74,8 @@ setup(
         'lite': ['mmcv-lite>=2.1.0,<2.2.0'],
         'full': ['mmcv>=2.1.0,<2.2.0'],
         'export': ['onnx', 'onnxruntime'],
+        # H.264 overlay videos (FFmpeg with libx264 in its wheels)
+        'video': ['av'],
         'tests': ['pytest', 'onnx', 'onnxruntime', 'import-linter'],
     },
 )

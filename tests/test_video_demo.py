@@ -18,17 +18,24 @@ from repvgg_seg.apis import init_segmentor
 from repvgg_seg.datasets import make_driving_video
 from repvgg_seg.deploy import SegPredictor
 from repvgg_seg.models import build_model
-from repvgg_seg.deploy.video import _Worker
+from repvgg_seg.deploy.video.pipeline import _Worker
+from repvgg_seg.utils.cli import USER_ERROR_EXIT, run_cli
 
 CONFIG = osp.join(REPO_ROOT, 'configs', 'pspnet_repvgg_a0_citymini.py')
 NUM_FRAMES, FPS, SIZE = 5, 7.0, (128, 64)  # size as (width, height)
 
 
 def demo(*args):
-    """tools/video_demo.py in this process; returns what it printed."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        load_tool('video_demo').main([str(a) for a in args])
+    """tools/video_demo.py in this process (as its ``__main__`` runs it);
+    returns what it printed, or raises ``SystemExit`` with the exit code
+    and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            run_cli(load_tool('video_demo').main, [str(a) for a in args])
+        except SystemExit as exc:
+            if exc.code:
+                raise SystemExit(exc.code, err.getvalue()) from None
     return out.getvalue()
 
 
@@ -37,9 +44,13 @@ def assert_fails_cleanly(args, expected, folder):
     before = sorted(os.listdir(folder))
     with pytest.raises(SystemExit) as exc:
         demo(*args)
-    message = str(exc.value.code)
-    assert message.startswith('error: ') and '\n' not in message
-    assert expected in message
+    code, stderr = exc.value.args
+    assert code == USER_ERROR_EXIT
+    assert 'Traceback' not in stderr, stderr
+    lines = [line for line in stderr.splitlines()
+             if line.startswith('error: ')]  # the rest: library warnings
+    assert len(lines) == 1, stderr
+    assert expected in lines[0]
     assert sorted(os.listdir(folder)) == before
     assert not [t for t in threading.enumerate() if isinstance(t, _Worker)]
 
@@ -142,3 +153,25 @@ def test_failure_midway_removes_partial_output(video, checkpoint, tmp_path):
         [frames_dir, CONFIG, checkpoint, '--out', tmp_path / 'out.mp4',
          '--out-labels', tmp_path / 'labels'], 'cannot decode frame',
         tmp_path)
+
+
+@pytest.mark.parametrize('via_link', [False, True])
+def test_out_naming_the_input_is_refused(video, checkpoint, tmp_path,
+                                         via_link):
+    """--out IN.mp4 would overwrite the video being read."""
+    source = tmp_path / 'in.mp4'
+    source.write_bytes(open(video, 'rb').read())
+    out = source
+    if via_link:
+        out = tmp_path / 'link.mp4'
+        os.symlink(source, out)
+    before = source.read_bytes()
+    assert_fails_cleanly([source, CONFIG, checkpoint, '--out', out],
+                         'is the input video', tmp_path)
+    assert source.read_bytes() == before
+
+
+def test_unknown_codec_fails_cleanly(video, checkpoint, tmp_path):
+    assert_fails_cleanly([video, CONFIG, checkpoint, '--out',
+                          tmp_path / 'o.mp4', '--codec', 'no_such_codec'],
+                         'cannot open the no_such_codec encoder', tmp_path)

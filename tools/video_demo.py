@@ -2,20 +2,17 @@
 
 python tools/video_demo.py VIDEO CONFIG CHECKPOINT --out overlay.mp4
 
-VIDEO is a video file (mp4/avi/mkv), a folder of frames or a camera index.
-A training checkpoint is fused on load; a fused one (tools/fuse.py) is used
-as it is, with its deploy or its training config.
+VIDEO is a video file (mp4/avi/mkv), a folder of frames or a camera index
+(or a stream URL OpenCV opens). A training checkpoint is fused on load; a
+fused one (tools/fuse.py) is used as it is, with its deploy or its training
+config. The overlay is H.264 (browsers play it) when PyAV is installed.
 """
 import argparse
 import os
-import sys
 
 import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
-from repvgg_seg.apis import init_segmentor
-from repvgg_seg.deploy import (FrameSource, SegPredictor,
-                               segment_video)
-from repvgg_seg.deploy.video import check_outputs
-from repvgg_seg.utils.errors import UserError
+from repvgg_seg.apis import format_report, run_video_demo
+from repvgg_seg.utils.cli import run_cli
 
 
 def parse_args(argv=None):
@@ -24,8 +21,9 @@ def parse_args(argv=None):
                         'camera index')
     parser.add_argument('config', help='training or deploy config')
     parser.add_argument('checkpoint', help='training or fused checkpoint')
-    parser.add_argument('--out', help='overlay video to write (.mp4, .avi, '
-                        '.mkv); same size and fps as the input')
+    parser.add_argument('--out', help='overlay video to write (.mp4, .mkv: '
+                        'H.264; .avi: MJPG); same size, fps and frame count '
+                        'as the input')
     parser.add_argument('--out-labels', help='new folder for per-frame '
                         'label PNGs (Cityscapes train ids)')
     parser.add_argument('--device', default='cpu', help='e.g. cuda:0')
@@ -39,13 +37,29 @@ def parse_args(argv=None):
     parser.add_argument('--opacity', type=float, default=0.5,
                         help='opacity of the label colours, in [0, 1]')
     parser.add_argument('--show-fps', action='store_true',
-                        help='draw the running FPS on the overlay')
+                        help='draw the live FPS and latency on the overlay')
     parser.add_argument('--max-frames', type=int,
                         help='stop after this many frames')
     parser.add_argument('--fps', type=float, help='frame rate of a folder '
                         'of frames (default 30), or to override the input\'s')
     parser.add_argument('--show', action='store_true',
                         help='show the overlay in a window (q quits)')
+    parser.add_argument('--realtime', action='store_true',
+                        help='stream mode (cameras, network streams; files '
+                        'play at their fps): drop frames when the model '
+                        'falls behind, so the latency stays bounded')
+    parser.add_argument('--codec', default='auto',
+                        help='encoder: auto (h264_nvenc where the GPU has '
+                        'it, else libx264; OpenCV without PyAV), libx264, '
+                        'libx265, h264_nvenc, hevc_nvenc, ..., or opencv')
+    parser.add_argument('--crf', type=int, default=23,
+                        help='quality (x264 CRF, NVENC CQ): lower is better')
+    parser.add_argument('--preset', default='ultrafast',
+                        help='x264 preset (ultrafast ... veryslow)')
+    parser.add_argument('--decoder', default='opencv',
+                        choices=['opencv', 'pyav'], help='video decoder')
+    parser.add_argument('--no-progress', action='store_true',
+                        help='no progress bar')
     return parser.parse_args(argv)
 
 
@@ -53,27 +67,15 @@ def main(argv=None):
     args = parse_args(argv)
     # FFmpeg would print its own lines about a bad file; ours says it all.
     os.environ.setdefault('OPENCV_FFMPEG_LOGLEVEL', '-8')
-    try:
-        with FrameSource(args.video, args.fps) as source:
-            check_outputs(args.out, args.out_labels)  # before the slow load
-            model = init_segmentor(args.config, args.checkpoint, args.device,
-                                   fuse=True)
-            predictor = SegPredictor(model, args.batch_size, args.fp16,
-                                     fast=False if args.fp32 else None)
-            stats = segment_video(
-                source, predictor, args.out, args.out_labels, args.opacity,
-                args.show_fps, args.max_frames, args.show)
-    except (UserError, OSError, ValueError) as exc:
-        sys.exit(f'error: {exc}')
-    except KeyboardInterrupt:
-        sys.exit('interrupted: no output was written')
-    frames = stats['frames']
-    print(f'\n{frames} frames of {source.size[0]}x{source.size[1]} at '
-          f'{source.fps:g} fps in {stats["seconds"]:.1f} s: '
-          f'{frames / stats["seconds"]:.2f} FPS end to end, '
-          f'{frames / max(stats["model_seconds"], 1e-9):.2f} FPS model only '
-          f'(batch {args.batch_size}, {args.device}'
-          f'{", fp16" if args.fp16 else ""})')
+    report = run_video_demo(
+        args.video, args.config, args.checkpoint, args.out, args.out_labels,
+        args.device, args.fp16, args.fp32, args.batch_size, args.opacity,
+        args.show_fps, args.max_frames, args.fps, args.show, args.realtime,
+        args.codec, args.crf, args.preset, args.decoder,
+        not args.no_progress)
+    print()
+    for line in format_report(report, args.batch_size, args.device):
+        print(line)
     for name, path in (('overlay video', args.out),
                        ('label PNGs', args.out_labels)):
         if path:
@@ -81,4 +83,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

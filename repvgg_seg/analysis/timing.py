@@ -114,7 +114,8 @@ def environment(device, precision):
         date=datetime.datetime.now(datetime.timezone.utc).strftime(
             '%Y-%m-%d %H:%M UTC'),
         torch=torch.__version__, mmseg=mmseg.__version__,
-        python=platform.python_version(), precision=precision)
+        python=platform.python_version(), precision=precision,
+        cpus=os.cpu_count(), pyav=_pyav_version())
     if device.type == 'cuda':
         env.update(
             device=torch.cuda.get_device_name(device),
@@ -127,6 +128,15 @@ def environment(device, precision):
         env.update(device=_cpu_name(), threads=torch.get_num_threads(),
                    load_average=os.getloadavg()[0])
     return env
+
+
+def _pyav_version():
+    """PyAV's version (the video encoder), or None without it."""
+    try:
+        import av
+    except ImportError:
+        return None
+    return av.__version__
 
 
 def _cpu_name():

@@ -11,11 +11,9 @@ runs are summarised from their ``vis_data/scalars.json``
 (:func:`summarize_train_log`).
 """
 import copy
-import datetime
 import glob
 import json
 import os.path as osp
-import platform
 import re
 import statistics
 import time
@@ -27,10 +25,11 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 from mmengine.structures import PixelData
 
-import mmseg
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from ..engine import to_channels_last
+from .candidates import baseline_config
+from .timing import environment
 from ..utils import atomic_write, read_config, replace_section
 from ..utils.errors import InvalidArgument, PathNotFound
 
@@ -44,22 +43,13 @@ VARIANTS = {
     'nchw-bf16': (False, 'bfloat16'),
 }
 DEFAULT_VARIANTS = ('nchw-fp16', 'cl-fp16', 'cl-bf16')
-#: MMSeg's own PSPNets, by the short names ``--baseline`` takes.
-BASELINE_CONFIG = 'mmseg::pspnet/{}_4xb2-80k_cityscapes-512x1024.py'
 SECTION = '<!-- benchmark:training-{}:{} -->'
-
-
-def config_path(name):
-    """A config path, or a short MMSeg PSPNet name (``pspnet_r50-d8``)."""
-    if name.startswith('mmseg::') or name.endswith('.py'):
-        return name
-    return BASELINE_CONFIG.format(name)
 
 
 def load_train_config(name, data_root=None, batch_size=2):
     """The config without pretrained weights (none exist offline), its
     train dataloader pointed at ``data_root`` with ``batch_size``."""
-    cfg = read_config(config_path(name))
+    cfg = read_config(baseline_config(name))
     # MMSeg's configs name their modules in the mmseg scope (the Runner
     # sets it; here the models are built without one)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
@@ -179,33 +169,19 @@ def run(configs, variants=DEFAULT_VARIANTS, device='cuda', batch_size=2,
             pipeline = 'random crops, made once'
         for variant in variants:
             row = measure(cfg, variant, batches, device, warmup, iters)
-            row.update(model=_short_name(name), config=config_path(name),
+            row.update(model=_short_name(name), config=baseline_config(name),
                        batch_size=batch_size, pipeline=pipeline,
                        crop=list(cfg.model.data_preprocessor.size),
                        num_workers=cfg.train_dataloader.get('num_workers'))
             rows.append(row)
         del batches
-    return dict(env=environment(device), rows=rows)
+    return dict(env=environment(device, "mixed"), rows=rows)
 
 
 def _short_name(name):
-    base = osp.splitext(osp.basename(config_path(name)))[0]
+    base = osp.splitext(osp.basename(baseline_config(name)))[0]
     return base.split('_4xb2')[0] + (' (mmseg)' if 'mmseg::' in
-                                      config_path(name) else '')
-
-
-def environment(device):
-    env = dict(date=datetime.datetime.now(datetime.timezone.utc).strftime(
-        '%Y-%m-%d %H:%M UTC'), torch=torch.__version__,
-        mmseg=mmseg.__version__, python=platform.python_version())
-    if device.type == 'cuda':
-        env.update(device=torch.cuda.get_device_name(device),
-                   cuda=torch.version.cuda,
-                   cudnn=torch.backends.cudnn.version())
-    else:
-        env.update(device=f'CPU ({platform.processor() or "unknown"})',
-                   threads=torch.get_num_threads())
-    return env
+                                      baseline_config(name) else '')
 
 
 def summarize_train_log(path, skip=50):

@@ -95,6 +95,13 @@ class SegPredictor:
                 tuple(resized) == tuple(image.shape[:2]))
         return self._kept_shapes[image.shape]
 
+    def fast_path_serves(self, size):
+        """Whether frames of ``size`` (width, height) go through the fast
+        path (there is one, and the test pipeline keeps that size)."""
+        width, height = size
+        return self.fast is not None and self._pipeline_keeps_size(
+            np.zeros((height, width, 3), np.uint8))
+
     @torch.no_grad()
     def forward(self, images):
         """One batch of same-size BGR arrays -> ``SegDataSample`` list

@@ -1,0 +1,50 @@
+"""Benchmark the video pipeline end to end (overlay mp4, labels only, model
+only, real-time stream) and record it in docs/benchmarks.md.
+
+python tools/benchmark_video.py configs/pspnet_repvgg_b2-fast.py \
+    configs/pspnet_repvgg_b1g2-fast.py configs/pspnet_repvgg_a0-fast.py \
+    --device cuda:0
+"""
+import argparse
+
+import repvgg_seg  # noqa: F401  (registers modules)
+from repvgg_seg.apis import run_video_benchmark
+from repvgg_seg.utils.cli import run_cli
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('configs', nargs='+', help='segmentation configs')
+    parser.add_argument('--device', default='cuda:0')
+    parser.add_argument('--size', type=int, nargs=2, default=[2048, 1024],
+                        metavar=('WIDTH', 'HEIGHT'), help='video size')
+    parser.add_argument('--frames', type=int, default=240)
+    parser.add_argument('--batch-size', type=int, default=1)
+    parser.add_argument('--iterations', type=int, default=50,
+                        help='calls of the model alone')
+    parser.add_argument('--realtime-frames', type=int, default=120,
+                        help='frames of the real-time stream run')
+    parser.add_argument('--codec', default='auto')
+    parser.add_argument('--preset', default='ultrafast')
+    parser.add_argument('--work-dir', default='work_dirs/video_bench')
+    parser.add_argument('--video', help='use this video instead of the '
+                        'synthetic one')
+    parser.add_argument('--out-json', help='default: WORK_DIR/video_'
+                        '{cuda,cpu}.json')
+    parser.add_argument('--markdown', default='docs/benchmarks.md',
+                        help="file to update ('' for none)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    run_video_benchmark(
+        args.configs, args.device, tuple(args.size), args.frames,
+        batch_size=args.batch_size, iterations=args.iterations,
+        realtime_frames=args.realtime_frames, codec=args.codec,
+        preset=args.preset, work_dir=args.work_dir, video=args.video,
+        out_json=args.out_json, markdown_file=args.markdown)
+
+
+if __name__ == '__main__':
+    run_cli(main)
