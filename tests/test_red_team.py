@@ -9,8 +9,10 @@ import pytest
 from forked import run_tool
 from helpers import REPO_ROOT
 
+from repvgg_seg.utils.cli import cli_main
 from repvgg_seg.utils.config import read_config
-from repvgg_seg.utils.errors import ConfigError
+from repvgg_seg.utils.errors import ConfigError, UserError
+from repvgg_seg.utils.text import printable
 
 
 def tool(name):
@@ -49,3 +51,25 @@ def test_yaml_and_json_data_configs_still_read(tmp_path):
     with pytest.raises(ConfigError):
         (tmp_path / 'c.yaml').write_text('x: !!python/name:os.system\n')
         read_config(tmp_path / 'c.yaml')
+
+
+# 2. Text from files cannot drive the terminal ------------------------------
+
+EVIL = '\x1b[2J\x1b[31mEVIL\u202e\r\n'
+
+
+def test_printable_shows_control_characters():
+    assert printable(EVIL) == '\\x1b[2J\\x1b[31mEVIL\\u202e\\x0d\\x0a'
+    assert printable('Zürich café 街') == 'Zürich café 街'
+    assert printable(7) == '7'
+
+
+def test_error_line_quoting_a_file_is_printable(capsys):
+    def main():
+        raise UserError(f'class {EVIL} in meta.json is unknown')
+
+    assert cli_main(main)() == 2
+    err = capsys.readouterr().err
+    assert '\x1b' not in err and '\u202e' not in err and '\r' not in err
+    assert err == 'error: class \\x1b[2J\\x1b[31mEVIL\\u202e in meta.json ' \
+                  'is unknown\n'

@@ -8,6 +8,7 @@ import os
 import sys
 
 from .errors import UserError
+from .text import printable
 
 USER_ERROR_EXIT = 2
 INTERRUPTED_EXIT = 130
@@ -20,9 +21,10 @@ def is_user_error(exc):
 
 
 def one_line(exc):
-    """The message on one line (the contract of ``error: ...``)."""
-    return ' '.join(line.strip() for line in str(exc).splitlines()
-                    if line.strip()) or type(exc).__name__
+    """The message on one line (the contract of ``error: ...``), with any
+    control character it quotes from a file made visible."""
+    return printable(' '.join(line.strip() for line in str(exc).splitlines()
+                              if line.strip()) or type(exc).__name__)
 
 
 def cli_main(main):
