@@ -6,13 +6,22 @@ import os
 import re
 
 import pytest
+import torch
 from forked import run_tool
 from helpers import REPO_ROOT
 
+from repvgg_seg.apis import export_onnx
+from repvgg_seg.deploy import fuse_checkpoint
+from repvgg_seg.deploy.fuse import DeployError
+from repvgg_seg.deploy.onnx_export import ExportError
+from repvgg_seg.models import build_model
 from repvgg_seg.utils.cli import cli_main
 from repvgg_seg.utils.config import read_config
 from repvgg_seg.utils.errors import ConfigError, UserError
 from repvgg_seg.utils.text import printable
+
+TINY_CONFIG = os.path.join(REPO_ROOT, 'tests', 'configs',
+                           'pspnet_repvgg_tiny_citymini.py')
 
 
 def tool(name):
@@ -73,3 +82,31 @@ def test_error_line_quoting_a_file_is_printable(capsys):
     assert '\x1b' not in err and '\u202e' not in err and '\r' not in err
     assert err == 'error: class \\x1b[2J\\x1b[31mEVIL\\u202e in meta.json ' \
                   'is unknown\n'
+
+
+# 7. NaN weights fail the fused-vs-original and ONNX checks -----------------
+
+@pytest.fixture(scope='module')
+def nan_checkpoint(tmp_path_factory):
+    """A tiny segmentor whose weights went NaN (a diverged training)."""
+    model = build_model(read_config(TINY_CONFIG))
+    with torch.no_grad():
+        model.decode_head.conv_seg.weight[0, 0] = float('nan')
+    path = tmp_path_factory.mktemp('nan') / 'nan.pth'
+    torch.save(dict(state_dict=model.state_dict()), path)
+    return str(path)
+
+
+def test_fuse_refuses_nan_weights(nan_checkpoint, tmp_path):
+    out = tmp_path / 'fused.pth'
+    with pytest.raises(DeployError, match='NaN or infinite.*nothing was'):
+        fuse_checkpoint(TINY_CONFIG, nan_checkpoint, str(out))
+    assert not os.listdir(tmp_path)
+
+
+def test_onnx_export_refuses_nan_weights(nan_checkpoint, tmp_path):
+    pytest.importorskip('onnxruntime')
+    out = tmp_path / 'nan.onnx'
+    with pytest.raises(ExportError, match='NaN or infinite.*nothing was'):
+        export_onnx(TINY_CONFIG, nan_checkpoint, str(out), shape=(64, 128))
+    assert not os.listdir(tmp_path)

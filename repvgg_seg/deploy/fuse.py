@@ -11,6 +11,7 @@ bias), with the same ``conv.weight``/``conv.bias`` keys. So
 """
 import copy
 import inspect
+import math
 import os
 import os.path as osp
 
@@ -124,11 +125,14 @@ def _tensors(output):
 @torch.no_grad()
 def compare_outputs(original, fused, input_shape=CHECK_INPUT_SHAPE):
     """Max absolute and relative difference of the two models' eval-mode
-    ``tensor`` outputs on one random input."""
+    ``tensor`` outputs on one random input; NaN when either output is not
+    finite (NaN or infinite weights), so that no tolerance accepts it."""
     inputs = torch.randn(input_shape,
                          generator=torch.Generator().manual_seed(0))
     expected = _tensors(original.eval()(inputs, mode='tensor'))
     actual = _tensors(fused.eval()(inputs, mode='tensor'))
+    if not all(t.isfinite().all() for t in expected + actual):
+        return math.nan, math.nan
     max_abs = max((a - e).abs().max().item()
                   for a, e in zip(actual, expected))
     scale = max(e.abs().max().item() for e in expected)
@@ -178,6 +182,10 @@ def fuse_checkpoint(config, checkpoint, out_checkpoint, out_config=None):
     original = copy.deepcopy(model)
     fuse_model(model)
     max_abs, relative = compare_outputs(original, model)
+    if math.isnan(relative):
+        raise DeployError(f'the model computes NaN or infinite values: the '
+                          f'weights in {checkpoint} are not finite (a '
+                          'diverged training?); nothing was written')
     if relative > FUSE_TOLERANCE:
         raise DeployError(f'the fused model differs from the original by '
                           f'{relative:.2e} (relative): nothing was written')
