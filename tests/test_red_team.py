@@ -5,19 +5,21 @@ outputs after a failure, temporary files left behind."""
 import os
 import re
 
+import numpy as np
 import pytest
 import torch
 from forked import run_tool
 from helpers import REPO_ROOT
 
-from repvgg_seg.apis import export_onnx
-from repvgg_seg.deploy import fuse_checkpoint
+from repvgg_seg.apis import export_onnx, init_segmentor
+from repvgg_seg.deploy import SegPredictor, fuse_checkpoint
 from repvgg_seg.deploy.fuse import DeployError
 from repvgg_seg.deploy.onnx_export import ExportError
+from repvgg_seg.deploy.predictor import as_bgr_image
 from repvgg_seg.models import build_model
 from repvgg_seg.utils.cli import cli_main
 from repvgg_seg.utils.config import read_config
-from repvgg_seg.utils.errors import ConfigError, UserError
+from repvgg_seg.utils.errors import ConfigError, InvalidArgument, UserError
 from repvgg_seg.utils.text import printable
 
 TINY_CONFIG = os.path.join(REPO_ROOT, 'tests', 'configs',
@@ -110,3 +112,34 @@ def test_onnx_export_refuses_nan_weights(nan_checkpoint, tmp_path):
     with pytest.raises(ExportError, match='NaN or infinite.*nothing was'):
         export_onnx(TINY_CONFIG, nan_checkpoint, str(out), shape=(64, 128))
     assert not os.listdir(tmp_path)
+
+
+# 10. SegPredictor.predict of one array, float64 pixels beyond float32 -------
+
+@pytest.fixture(scope='module')
+def tiny_model():
+    return init_segmentor(TINY_CONFIG)
+
+
+@pytest.mark.parametrize('images', [
+    np.zeros((64, 3, 3), np.uint8), np.zeros((64, 32), np.uint8),
+    'image.png'], ids=['HxWxC', 'HxW', 'path'])
+def test_predict_refuses_one_image_not_in_a_list(tiny_model, images):
+    with pytest.raises(InvalidArgument, match=r'for one image pass \[image\]'):
+        SegPredictor(tiny_model).predict(images)
+
+
+def test_predict_takes_a_batch_array(tiny_model):
+    batch = np.random.default_rng(0).integers(0, 256, (2, 32, 64, 3),
+                                              dtype=np.uint8)
+    labels = SegPredictor(tiny_model).predict(batch)
+    assert len(labels) == 2 and labels[0].shape == (32, 64)
+
+
+def test_image_values_beyond_float32_are_refused():
+    image = np.zeros((8, 8, 3), np.float64)
+    image[0, 0, 0] = 1e308
+    with pytest.raises(InvalidArgument, match='beyond float32'):
+        as_bgr_image(image)
+    image[0, 0, 0] = 255.0
+    assert as_bgr_image(image).dtype == np.float32
