@@ -2,6 +2,7 @@
 it was: code in a YAML config, escape sequences from a file, outputs that
 overwrite inputs, concurrent runs, NaN weights passing checks, partial
 outputs after a failure, temporary files left behind."""
+import hashlib
 import os
 import re
 
@@ -12,6 +13,7 @@ from forked import run_tool
 from helpers import REPO_ROOT
 
 from repvgg_seg.apis import export_onnx, init_segmentor
+from repvgg_seg.datasets import generate_citymini, prepare_cityscapes
 from repvgg_seg.deploy import SegPredictor, fuse_checkpoint
 from repvgg_seg.deploy.fuse import DeployError
 from repvgg_seg.deploy.onnx_export import ExportError
@@ -143,3 +145,42 @@ def test_image_values_beyond_float32_are_refused():
         as_bgr_image(image)
     image[0, 0, 0] = 255.0
     assert as_bgr_image(image).dtype == np.float32
+
+
+# 4. tools/test.py --out must not write into the test data ------------------
+
+@pytest.fixture(scope='module')
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp('citymini')
+    generate_citymini(root, num_train=2, num_val=2, height=64, width=128)
+    prepare_cityscapes(root, nproc=1)
+    return root
+
+
+@pytest.fixture(scope='module')
+def tiny_checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp('tiny') / 'tiny.pth'
+    model = build_model(read_config(TINY_CONFIG))
+    torch.save(dict(state_dict=model.state_dict()), path)
+    return str(path)
+
+
+def data_options(root, *splits):
+    return ['--cfg-options', *(f'{split}_dataloader.dataset.data_root={root}'
+                               for split in splits)]
+
+
+def digests(folder):
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob('*')) if p.is_file()}
+
+
+@pytest.mark.parametrize('where', ['leftImg8bit/val/synthville',
+                                   'leftImg8bit/val', 'gtFine/val', '.'])
+def test_test_out_refuses_the_test_data(where, data_root, tiny_checkpoint):
+    before = digests(data_root)
+    result = run_tool(tool('test'), TINY_CONFIG, tiny_checkpoint, '--out',
+                      data_root / where, *data_options(data_root, 'test'))
+    assert re.search(r'--out .* is in or holds the test data',
+                     one_error_line(result))
+    assert digests(data_root) == before

@@ -11,6 +11,7 @@ from mmengine.runner import Runner
 
 from mmseg.registry import RUNNERS
 from ..datasets import check_data_roots
+from ..datasets.check import data_folders
 from ..models import build_model
 from ..models.checkpoints import (CheckpointMismatch, backbone_arch,
                                   load_weights, read_checkpoint,
@@ -116,6 +117,21 @@ def check_checkpoint(cfg, checkpoint, whole_model=True):
                           'checkpoint of the same arch')
 
 
+def _refuse_out_among_inputs(cfg, out):
+    """Predictions take their image's file name: an ``--out`` folder in the
+    test data would replace the images (or mix with the label maps)."""
+    out_real = osp.realpath(out)
+    for folder in data_folders(cfg.test_dataloader.dataset):
+        folder_real = osp.realpath(folder)
+        if (out_real == folder_real
+                or out_real.startswith(osp.join(folder_real, ''))
+                or folder_real.startswith(osp.join(out_real, ''))):
+            raise InvalidArgument(
+                f'--out {out} is in or holds the test data {folder}: the '
+                'predictions would overwrite or mix with it; choose a '
+                'folder outside the data set (e.g. work_dirs/NAME/preds)')
+
+
 def configure_test(cfg, checkpoint, out=None, show=False, show_dir=None,
                    wait_time=2, tta=False):
     """Apply ``tools/test.py``'s options to ``cfg`` (as MMSeg's test.py)."""
@@ -138,6 +154,7 @@ def configure_test(cfg, checkpoint, out=None, show=False, show_dir=None,
         cfg.tta_model.module = cfg.model
         cfg.model = cfg.tta_model
     if out is not None:
+        _refuse_out_among_inputs(cfg, out)
         if cfg.test_evaluator.get('type') not in SEG_EVALUATORS_WITH_OUTPUT:
             raise InvalidArgument(
                 f'--out saves segmentation label maps; the test evaluator '
