@@ -2,6 +2,7 @@
 it was: code in a YAML config, escape sequences from a file, outputs that
 overwrite inputs, concurrent runs, NaN weights passing checks, partial
 outputs after a failure, temporary files left behind."""
+import errno
 import hashlib
 import os
 import re
@@ -11,6 +12,7 @@ import pytest
 import torch
 from forked import run_tool
 from helpers import REPO_ROOT
+from PIL import Image
 
 from repvgg_seg.apis import export_onnx, init_segmentor
 from repvgg_seg.datasets import generate_citymini, prepare_cityscapes
@@ -184,3 +186,51 @@ def test_test_out_refuses_the_test_data(where, data_root, tiny_checkpoint):
     assert re.search(r'--out .* is in or holds the test data',
                      one_error_line(result))
     assert digests(data_root) == before
+
+
+# 12. A failed tools/test.py --out leaves no empty or partial PNG ------------
+
+def disk_full_at_second_png():
+    """PIL writes the first PNG, then fails on the second with an empty
+    file left (what a full disk does)."""
+    from PIL import Image
+    calls = []
+
+    def save(self, fp, *args, **kwargs):
+        calls.append(fp)
+        if len(calls) == 2:
+            open(fp, 'wb').close()
+            raise OSError(errno.ENOSPC, 'No space left on device', fp)
+        return original(self, fp, *args, **kwargs)
+
+    original, Image.Image.save = Image.Image.save, save
+
+
+def run_test_with_out(data_root, checkpoint, tmp_path, setup=None):
+    return run_tool(tool('test'), TINY_CONFIG, checkpoint, '--out',
+                    tmp_path / 'preds', '--work-dir', tmp_path / 'work',
+                    *data_options(data_root, 'test'), setup=setup)
+
+
+def test_test_out_failure_leaves_no_partial_png(data_root, tiny_checkpoint,
+                                                tmp_path):
+    (tmp_path / 'preds').mkdir()
+    (tmp_path / 'preds' / 'earlier.png').write_bytes(b'kept')
+    result = run_test_with_out(data_root, tiny_checkpoint, tmp_path,
+                               disk_full_at_second_png)
+    assert 'No space left' in one_error_line(result)
+    assert os.listdir(tmp_path / 'preds') == ['earlier.png']
+    assert not [n for n in os.listdir(tmp_path) if n.startswith('.tmp-')]
+
+
+def test_test_out_success_moves_every_png(data_root, tiny_checkpoint,
+                                          tmp_path):
+    result = run_test_with_out(data_root, tiny_checkpoint, tmp_path)
+    assert result.returncode == 0, result.stderr
+    names = sorted(os.listdir(tmp_path / 'preds'))
+    assert len(names) == 2 and all(n.endswith('_leftImg8bit.png')
+                                   for n in names)
+    for name in names:
+        with Image.open(tmp_path / 'preds' / name) as label_map:
+            assert label_map.size == (128, 64)
+    assert not [n for n in os.listdir(tmp_path) if n.startswith('.tmp-')]

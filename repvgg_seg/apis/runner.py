@@ -3,9 +3,13 @@
 checks that fail in seconds, with one line, on what the Runner would trip
 over deep inside (or, for ``load_from``, half-load with warnings)."""
 import logging
+import os
 import os.path as osp
+import shutil
+from contextlib import contextmanager
 
 import torch
+from mmengine.dist import get_rank
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
@@ -18,6 +22,7 @@ from ..models.checkpoints import (CheckpointMismatch, backbone_arch,
                                   state_dict_of)
 from ..utils.config import read_config
 from ..utils.errors import InvalidArgument, PathNotFound
+from ..utils.files import TMP_PREFIX
 
 #: mmseg evaluators that save predicted label maps under ``output_dir``.
 SEG_EVALUATORS_WITH_OUTPUT = ('IoUMetric', 'CityscapesMetric')
@@ -186,4 +191,37 @@ def test(config, checkpoint, work_dir=None, out=None, show=False,
     cfg = load_runner_config(config, cfg_options, work_dir, launcher)
     configure_test(cfg, checkpoint, out, show, show_dir, wait_time, tta)
     check_data_roots(cfg, ('test', ))
-    return build_runner(cfg).test()
+    if out is None:
+        return build_runner(cfg).test()
+    with _staged_output_dir(cfg, out):
+        return build_runner(cfg).test()
+
+
+def _run_id(launcher):
+    """One id shared by the processes of this run, another for each run."""
+    if launcher == 'none':
+        return str(os.getpid())
+    if launcher == 'slurm':
+        return f'{os.environ.get("SLURM_JOB_ID")}.' \
+               f'{os.environ.get("SLURM_STEP_ID")}'
+    return os.environ.get('MASTER_PORT', 'dist')
+
+
+@contextmanager
+def _staged_output_dir(cfg, out):
+    """The evaluator writes its label maps into a temporary folder next to
+    ``out``; they move to ``out`` only when the test succeeds, so a failed
+    run (disk full, Ctrl-C) leaves no empty or partial PNG under ``out``."""
+    parent, name = osp.split(osp.abspath(out))
+    staging = osp.join(parent, f'{TMP_PREFIX}{name}.{_run_id(cfg.launcher)}')
+    cfg.test_evaluator['output_dir'] = staging
+    try:
+        yield
+        if get_rank() == 0:  # the test ends with a gather: all ranks wrote
+            os.makedirs(out, exist_ok=True)
+            for entry in os.listdir(staging):
+                os.replace(osp.join(staging, entry), osp.join(out, entry))
+            os.rmdir(staging)
+    finally:
+        if get_rank() == 0:
+            shutil.rmtree(staging, ignore_errors=True)
