@@ -12,6 +12,7 @@ import pytest
 import torch
 from forked import run_tool
 from helpers import REPO_ROOT
+from mmengine.config import Config
 from PIL import Image
 
 from repvgg_seg.apis import export_onnx, init_segmentor
@@ -234,3 +235,29 @@ def test_test_out_success_moves_every_png(data_root, tiny_checkpoint,
         with Image.open(tmp_path / 'preds' / name) as label_map:
             assert label_map.size == (128, 64)
     assert not [n for n in os.listdir(tmp_path) if n.startswith('.tmp-')]
+
+
+# 11. tools/fuse.py writes the checkpoint and its config, or neither --------
+
+@pytest.mark.parametrize('failure', ['dump', 'read-only'])
+def test_fuse_writes_both_outputs_or_neither(failure, tiny_checkpoint,
+                                             tmp_path, monkeypatch):
+    out_config = tmp_path / 'configs' / 'fused.py'
+    out_config.parent.mkdir()
+    if failure == 'dump':
+        def dump(self, path):
+            open(path, 'w').close()
+            raise OSError(errno.ENOSPC, 'No space left on device', path)
+        monkeypatch.setattr(Config, 'dump', dump)
+    else:
+        out_config.parent.chmod(0o500)
+        if os.access(out_config.parent, os.W_OK):
+            pytest.skip('running as root: permissions are not enforced')
+    try:
+        with pytest.raises(OSError):
+            fuse_checkpoint(TINY_CONFIG, tiny_checkpoint,
+                            str(tmp_path / 'fused.pth'), str(out_config))
+    finally:
+        out_config.parent.chmod(0o700)
+    assert os.listdir(tmp_path) == ['configs']
+    assert os.listdir(out_config.parent) == []

@@ -197,11 +197,14 @@ def fuse_checkpoint(config, checkpoint, out_checkpoint, out_config=None):
     dataset_meta = dataset_meta_of(source, model)
     if dataset_meta is not None:
         meta['dataset_meta'] = dataset_meta
-    atomic_torch_save(dict(meta=meta, state_dict=model.state_dict()),
-                      out_checkpoint)
+    # both or neither: each goes to a temporary file, renamed only when both
+    # were written (the config first, so it is never missing its weights)
     os.makedirs(osp.dirname(osp.abspath(out_config)), exist_ok=True)
-    with atomic_output(out_config) as tmp_path:
-        deploy_cfg.dump(tmp_path)
+    with atomic_output(out_checkpoint) as tmp_checkpoint:
+        atomic_torch_save(dict(meta=meta, state_dict=model.state_dict()),
+                          tmp_checkpoint)
+        with atomic_output(out_config) as tmp_config:
+            deploy_cfg.dump(tmp_config)
     return dict(
         arch=arch, max_abs_diff=max_abs, relative_diff=relative,
         params=sum(p.numel() for p in original.parameters()),
