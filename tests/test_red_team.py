@@ -6,11 +6,12 @@ import errno
 import hashlib
 import os
 import re
+import signal
 
 import numpy as np
 import pytest
 import torch
-from forked import run_tool
+from forked import run_forked, run_tool
 from helpers import REPO_ROOT
 from mmengine.config import Config
 from PIL import Image
@@ -22,9 +23,10 @@ from repvgg_seg.deploy.fuse import DeployError
 from repvgg_seg.deploy.onnx_export import ExportError
 from repvgg_seg.deploy.predictor import as_bgr_image
 from repvgg_seg.models import build_model
-from repvgg_seg.utils.cli import cli_main
+from repvgg_seg.utils.cli import cli_main, run_cli
 from repvgg_seg.utils.config import read_config
 from repvgg_seg.utils.errors import ConfigError, InvalidArgument, UserError
+from repvgg_seg.utils.files import atomic_torch_save, folder_lock
 from repvgg_seg.utils.text import printable
 
 TINY_CONFIG = os.path.join(REPO_ROOT, 'tests', 'configs',
@@ -261,3 +263,56 @@ def test_fuse_writes_both_outputs_or_neither(failure, tiny_checkpoint,
         out_config.parent.chmod(0o700)
     assert os.listdir(tmp_path) == ['configs']
     assert os.listdir(out_config.parent) == []
+
+
+# 5. One training per work_dir at a time --------------------------------------
+
+def train_args(work_dir, data_root):
+    return [TINY_CONFIG, '--work-dir', work_dir, '--cfg-options',
+            'train_cfg.max_iters=1', 'train_cfg.val_begin=1000',
+            *(f'{split}_dataloader.dataset.data_root={data_root}'
+              for split in ('train', 'val'))]
+
+
+def test_second_training_in_a_work_dir_is_refused(data_root, tmp_path):
+    work_dir = tmp_path / 'work'
+    with folder_lock(str(work_dir), 'training'):  # a first training
+        result = run_tool(tool('train'), *train_args(work_dir, data_root))
+    assert re.search(rf'{work_dir} is in use by another training '
+                     rf'\(pid {os.getpid()}\).*--work-dir',
+                     one_error_line(result))
+    assert os.listdir(work_dir) == ['.lock']
+
+
+# 14. Temporary files of killed saves are removed ----------------------------
+
+def test_training_removes_stale_temp_files(data_root, tmp_path):
+    work_dir = tmp_path / 'work'
+    work_dir.mkdir()
+    (work_dir / '.lock').write_text('pid 1\n')  # a dead run's lock file
+    torch.save({'step': 1}, work_dir / 'old.pth')
+    dead_pid = int(open('/proc/sys/kernel/pid_max').read())  # never a pid
+    temp_files = {  # name -> (mtime relative to old.pth, stale)
+        '.tmp-a1b2c3d4iter_2.pth': (-100, True),  # older than a checkpoint
+        f'.tmp-{dead_pid}-a1b2c3d4iter_4.pth': (100, True),  # writer dead
+        f'.tmp-{os.getpid()}-a1b2c3d4iter_4.pth': (100, False),  # alive
+    }
+    saved_at = os.path.getmtime(work_dir / 'old.pth')
+    for name, (offset, _) in temp_files.items():
+        (work_dir / name).write_bytes(b'partial checkpoint')
+        os.utime(work_dir / name, (saved_at + offset, ) * 2)
+    result = run_tool(tool('train'), *train_args(work_dir, data_root))
+    assert result.returncode == 0, result.stderr
+    left = {n for n in os.listdir(work_dir) if n.startswith('.tmp-')}
+    assert left == {n for n, (_, stale) in temp_files.items() if not stale}
+
+
+def test_sigterm_during_a_save_removes_its_temp_file(tmp_path):
+    def main():
+        os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGTERM)
+        atomic_torch_save({'weights': torch.zeros(8)}, tmp_path / 'ckpt.pth')
+
+    result = run_forked(lambda: run_cli(main))
+    assert result.returncode == 128 + signal.SIGTERM, result
+    assert result.stderr.strip() == 'terminated'
+    assert os.listdir(tmp_path) == []

@@ -14,6 +14,7 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 from mmseg.registry import RUNNERS
+from ..compat.crash_safe import remove_stale_temp_files
 from ..datasets import check_data_roots
 from ..datasets.check import data_folders
 from ..models import build_model
@@ -22,7 +23,7 @@ from ..models.checkpoints import (CheckpointMismatch, backbone_arch,
                                   state_dict_of)
 from ..utils.config import read_config
 from ..utils.errors import InvalidArgument, PathNotFound
-from ..utils.files import TMP_PREFIX
+from ..utils.files import TMP_PREFIX, folder_lock
 
 #: mmseg evaluators that save predicted label maps under ``output_dir``.
 SEG_EVALUATORS_WITH_OUTPUT = ('IoUMetric', 'CityscapesMetric')
@@ -180,7 +181,19 @@ def train(config, work_dir=None, resume=False, amp=False, cfg_options=None,
     check_data_roots(cfg, ('train', 'val'))
     if cfg.get('load_from') and not cfg.resume:
         check_checkpoint(cfg, cfg.load_from, whole_model=False)
-    build_runner(cfg).train()
+    if _launcher_rank(launcher) != 0:  # rank 0 alone writes the work_dir
+        build_runner(cfg).train()
+        return
+    with folder_lock(cfg.work_dir, 'training', 'pass another --work-dir'):
+        remove_stale_temp_files(cfg.work_dir)
+        build_runner(cfg).train()
+
+
+def _launcher_rank(launcher):
+    """This process's rank, before the Runner initialises the group."""
+    variable = dict(none=None, slurm='SLURM_PROCID',
+                    mpi='OMPI_COMM_WORLD_RANK').get(launcher, 'RANK')
+    return int(os.environ.get(variable, 0)) if variable else 0
 
 
 def test(config, checkpoint, work_dir=None, out=None, show=False,
