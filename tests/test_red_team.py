@@ -17,7 +17,8 @@ from mmengine.config import Config
 from PIL import Image
 
 from repvgg_seg.apis import export_onnx, init_segmentor
-from repvgg_seg.datasets import generate_citymini, prepare_cityscapes
+from repvgg_seg.datasets import (citymini, generate_citymini,
+                                 prepare_cityscapes)
 from repvgg_seg.deploy import SegPredictor, fuse_checkpoint
 from repvgg_seg.deploy.fuse import DeployError
 from repvgg_seg.deploy.onnx_export import ExportError
@@ -316,3 +317,49 @@ def test_sigterm_during_a_save_removes_its_temp_file(tmp_path):
     assert result.returncode == 128 + signal.SIGTERM, result
     assert result.stderr.strip() == 'terminated'
     assert os.listdir(tmp_path) == []
+
+
+# 13. An interrupted make_citymini.py neither blocks its re-run nor leaves a
+# short video under the requested name ---------------------------------------
+
+def interrupt_at_call(module, name, call):
+    """Make ``module.name`` raise KeyboardInterrupt at its ``call``-th call
+    (Ctrl-C in the middle of the work)."""
+    original, calls = getattr(module, name), []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    setattr(module, name, interrupted)
+
+
+def make_citymini(root, *extra, setup=None):
+    return run_tool(tool('make_citymini'), '--out', root, '--num-train', 2,
+                    '--num-val', 1, '--height', 64, '--width', 128, *extra,
+                    setup=setup)
+
+
+def test_interrupted_citymini_is_replaced_by_its_rerun(tmp_path):
+    root = tmp_path / 'citymini'
+    result = make_citymini(root, setup=lambda: interrupt_at_call(
+        citymini, '_write_scene', 2))
+    assert result.returncode == 130, result
+    assert (root / 'leftImg8bit').is_dir() and not (root / 'citymini.json'
+                                                    ).exists()
+    result = make_citymini(root)
+    assert result.returncode == 0, result.stderr
+    assert len(list(root.rglob('*_leftImg8bit.png'))) == 3
+    assert (root / 'citymini.json').is_file()
+    assert not (root / citymini.PARTIAL_MARKER).exists()
+
+
+def test_interrupted_video_leaves_no_short_file(tmp_path):
+    video = tmp_path / 'drive.mp4'
+    result = make_citymini(tmp_path / 'citymini', '--video', video,
+                           '--frames', 4, setup=lambda: interrupt_at_call(
+                               citymini, 'render_scene', 3 + 2))
+    assert result.returncode == 130, result
+    assert sorted(os.listdir(tmp_path)) == ['citymini']
