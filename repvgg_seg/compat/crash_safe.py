@@ -69,8 +69,9 @@ def find_latest_complete_checkpoint(work_dir):
 
 
 def _newest_complete_checkpoint_time(work_dir):
-    paths = sorted(glob.glob(osp.join(work_dir, '*.pth')), key=osp.getmtime,
-                   reverse=True)
+    """When the newest whole checkpoint was saved (None: none is)."""
+    paths = sorted(glob.glob(osp.join(glob.escape(work_dir), '*.pth')),
+                   key=osp.getmtime, reverse=True)
     return next((osp.getmtime(path) for path in paths
                  if is_complete_checkpoint(path)), None)
 

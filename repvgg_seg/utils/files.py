@@ -5,8 +5,8 @@ one process must own (a training's work_dir) is locked."""
 import fcntl
 import io
 import os
-import re
 import os.path as osp
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -100,7 +100,8 @@ def _is_alive(pid):
 
 def is_stale_temp_file(path):
     """An :func:`atomic_write` temporary file whose writer is gone (killed
-    with SIGKILL, OOM) or is this process outside that write."""
+    with SIGKILL, OOM) or is this process (call it while this process
+    writes nothing there)."""
     found = _WRITER_PID.match(osp.basename(path))
     if found is None:
         return False
