@@ -32,6 +32,7 @@ from repvgg_seg.utils.text import printable
 
 TINY_CONFIG = os.path.join(REPO_ROOT, 'tests', 'configs',
                            'pspnet_repvgg_tiny_citymini.py')
+A0_CONFIG = os.path.join(REPO_ROOT, 'configs', 'pspnet_repvgg_a0_citymini.py')
 
 
 def tool(name):
@@ -92,6 +93,18 @@ def test_error_line_quoting_a_file_is_printable(capsys):
     assert '\x1b' not in err and '\u202e' not in err and '\r' not in err
     assert err == 'error: class \\x1b[2J\\x1b[31mEVIL\\u202e in meta.json ' \
                   'is unknown\n'
+
+
+
+def test_convert_prints_checkpoint_keys_printably(tmp_path):
+    model = build_model(read_config(A0_CONFIG))
+    state = {f'decode_head.{EVIL}': torch.zeros(1), **model.state_dict()}
+    torch.save(dict(state_dict=state), tmp_path / 'evil.pth')
+    result = run_tool(tool('convert_checkpoint'), tmp_path / 'evil.pth',
+                      tmp_path / 'out.pth', '--arch', 'A0')
+    assert result.returncode == 0, result.stderr
+    assert '\x1b' not in result.stdout and '\u202e' not in result.stdout
+    assert 'decode_head.\\x1b[2J\\x1b[31mEVIL\\u202e' in result.stdout
 
 
 # 7. NaN weights fail the fused-vs-original and ONNX checks -----------------
