@@ -6,6 +6,7 @@ import errno
 import hashlib
 import os
 import re
+import shutil
 import signal
 
 import numpy as np
@@ -105,6 +106,20 @@ def test_convert_prints_checkpoint_keys_printably(tmp_path):
     assert result.returncode == 0, result.stderr
     assert '\x1b' not in result.stdout and '\u202e' not in result.stdout
     assert 'decode_head.\\x1b[2J\\x1b[31mEVIL\\u202e' in result.stdout
+
+
+
+def test_check_dataset_prints_file_names_printably(data_root, tmp_path):
+    root = tmp_path / 'data'
+    shutil.copytree(data_root, root)
+    image = next((root / 'leftImg8bit' / 'val').glob('*/*.png'))
+    shutil.copy(image, image.with_name('\x1b[2Jevil_leftImg8bit.png'))
+    result = run_tool(tool('check_dataset'), TINY_CONFIG, '--splits', 'val',
+                      '--nproc', 1, '--cfg-options',
+                      f'val_dataloader.dataset.data_root={root}')
+    assert result.returncode == 1, result
+    assert '\x1b' not in result.stdout
+    assert '\\x1b[2Jevil' in result.stdout
 
 
 # 7. NaN weights fail the fused-vs-original and ONNX checks -----------------
