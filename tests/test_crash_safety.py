@@ -158,4 +158,6 @@ def test_training_resumes_after_sigkill_at_any_moment(data_root, tmp_path):
         assert f'resuming from {work_dir}/iter_{newest - 1}.pth' in output
         assert f'Iter(train) [{MAX_ITERS}/{MAX_ITERS}]' in output
     assert final_iteration(work_dir) == MAX_ITERS
+    # the temporary file of the save killed in 1. went at the next start
+    assert not [n for n in names(work_dir) if n.startswith('.tmp-')]
     assert_nothing_torn(work_dir)

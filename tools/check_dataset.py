@@ -16,6 +16,7 @@ import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
 from repvgg_seg.apis import check_data
 from repvgg_seg.datasets.check import plural
 from repvgg_seg.utils.cli import run_cli
+from repvgg_seg.utils.text import printable
 
 
 def parse_args(argv=None):
@@ -36,7 +37,7 @@ def main(argv=None):
     problems, counts, seconds = check_data(args.config, args.splits,
                                            args.nproc, args.cfg_options)
     for problem in problems:
-        print(problem)
+        print(printable(problem))  # quotes file names from the data
     checked = ' + '.join(f'{n} {split}' for split, n in counts.items())
     print(f'checked {checked} samples in {seconds:.1f} s: '
           f'{plural(len(problems), "problem") if problems else "no problems"}')

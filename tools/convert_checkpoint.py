@@ -14,6 +14,7 @@ from repvgg_seg.apis import convert_checkpoint
 from repvgg_seg.models import ARCH_SETTINGS, FORMS
 from repvgg_seg.models.checkpoints import LAYOUTS
 from repvgg_seg.utils.cli import cli_main, run_cli
+from repvgg_seg.utils.text import printable
 
 
 def parse_args(argv=None):
@@ -40,8 +41,9 @@ def main(argv=None):
     print(f"wrote {args.dst}: RepVGG-{meta['arch']}, {meta['form']} form, "
           f"{meta['layout']} layout, from {meta['source']}")
     if dropped:
+        keys = printable(', '.join(dropped[:4]))  # names from the file
         print(f'left out {len(dropped)} non-backbone keys: '
-              f'{", ".join(dropped[:4])}{", ..." if len(dropped) > 4 else ""}')
+              f'{keys}{", ..." if len(dropped) > 4 else ""}')
     return 0
 
 

@@ -3,16 +3,22 @@
 checks that fail in seconds, with one line, on what the Runner would trip
 over deep inside (or, for ``load_from``, half-load with warnings)."""
 import logging
+import os
 import os.path as osp
+import shutil
+from contextlib import contextmanager
 
 import torch
+from mmengine.dist import get_rank
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 from mmseg.registry import RUNNERS
+from ..compat.crash_safe import remove_stale_temp_files
 from ..datasets import check_data_roots
 from ..deploy import deploy_config, is_deploy_config
 from ..engine import ChannelsLastHook
+from ..datasets.check import data_folders
 from ..models import build_model
 from ..models.checkpoints import (CheckpointMismatch, backbone_arch,
                                   is_fused_checkpoint, load_weights,
@@ -20,6 +26,7 @@ from ..models.checkpoints import (CheckpointMismatch, backbone_arch,
 from ..models.pretrained_urls import fetch_pretrained
 from ..utils.config import read_config
 from ..utils.errors import InvalidArgument, PathNotFound
+from ..utils.files import TMP_PREFIX, folder_lock
 
 #: mmseg evaluators that save predicted label maps under ``output_dir``.
 SEG_EVALUATORS_WITH_OUTPUT = ('IoUMetric', 'CityscapesMetric')
@@ -165,6 +172,21 @@ def configure_show(cfg, show=False, show_dir=None, wait_time=2,
         cfg.visualizer['save_dir'] = osp.join(cfg.work_dir, show_dir)
 
 
+def _refuse_out_among_inputs(cfg, out):
+    """Predictions take their image's file name: an ``--out`` folder in the
+    test data would replace the images (or mix with the label maps)."""
+    out_real = osp.realpath(out)
+    for folder in data_folders(cfg.test_dataloader.dataset):
+        folder_real = osp.realpath(folder)
+        if (out_real == folder_real
+                or out_real.startswith(osp.join(folder_real, ''))
+                or folder_real.startswith(osp.join(out_real, ''))):
+            raise InvalidArgument(
+                f'--out {out} is in or holds the test data {folder}: the '
+                'predictions would overwrite or mix with it; choose a '
+                'folder outside the data set (e.g. work_dirs/NAME/preds)')
+
+
 def configure_test(cfg, checkpoint, out=None, show=False, show_dir=None,
                    wait_time=2, tta=False, show_interval=1):
     """Apply ``tools/test.py``'s options to ``cfg`` (as MMSeg's test.py)."""
@@ -179,6 +201,7 @@ def configure_test(cfg, checkpoint, out=None, show=False, show_dir=None,
         cfg.tta_model.module = cfg.model
         cfg.model = cfg.tta_model
     if out is not None:
+        _refuse_out_among_inputs(cfg, out)
         if cfg.test_evaluator.get('type') not in SEG_EVALUATORS_WITH_OUTPUT:
             raise InvalidArgument(
                 f'--out saves segmentation label maps; the test evaluator '
@@ -201,7 +224,19 @@ def train(config, work_dir=None, resume=False, amp=None, cfg_options=None,
     check_data_roots(cfg, ('train', 'val'))
     if cfg.get('load_from') and not cfg.resume:
         check_checkpoint(cfg, cfg.load_from, whole_model=False)
-    build_runner(cfg).train()
+    if _launcher_rank(launcher) != 0:  # rank 0 alone writes the work_dir
+        build_runner(cfg).train()
+        return
+    with folder_lock(cfg.work_dir, 'training', 'pass another --work-dir'):
+        remove_stale_temp_files(cfg.work_dir)
+        build_runner(cfg).train()
+
+
+def _launcher_rank(launcher):
+    """This process's rank, before the Runner initialises the group."""
+    variable = dict(none=None, slurm='SLURM_PROCID',
+                    mpi='OMPI_COMM_WORLD_RANK').get(launcher, 'RANK')
+    return int(os.environ.get(variable, 0)) if variable else 0
 
 
 def test(config, checkpoint, work_dir=None, out=None, show=False,
@@ -213,4 +248,37 @@ def test(config, checkpoint, work_dir=None, out=None, show=False,
     configure_test(cfg, checkpoint, out, show, show_dir, wait_time, tta,
                    show_interval)
     check_data_roots(cfg, ('test', ))
-    return build_runner(cfg).test()
+    if out is None:
+        return build_runner(cfg).test()
+    with _staged_output_dir(cfg, out):
+        return build_runner(cfg).test()
+
+
+def _run_id(launcher):
+    """One id shared by the processes of this run, another for each run."""
+    if launcher == 'none':
+        return str(os.getpid())
+    if launcher == 'slurm':
+        return f'{os.environ.get("SLURM_JOB_ID")}.' \
+               f'{os.environ.get("SLURM_STEP_ID")}'
+    return os.environ.get('MASTER_PORT', 'dist')
+
+
+@contextmanager
+def _staged_output_dir(cfg, out):
+    """The evaluator writes its label maps into a temporary folder next to
+    ``out``; they move to ``out`` only when the test succeeds, so a failed
+    run (disk full, Ctrl-C) leaves no empty or partial PNG under ``out``."""
+    parent, name = osp.split(osp.abspath(out))
+    staging = osp.join(parent, f'{TMP_PREFIX}{name}.{_run_id(cfg.launcher)}')
+    cfg.test_evaluator['output_dir'] = staging
+    try:
+        yield
+        if get_rank() == 0:  # the test ends with a gather: all ranks wrote
+            os.makedirs(out, exist_ok=True)
+            for entry in os.listdir(staging):
+                os.replace(osp.join(staging, entry), osp.join(out, entry))
+            os.rmdir(staging)
+    finally:
+        if get_rank() == 0:
+            shutil.rmtree(staging, ignore_errors=True)

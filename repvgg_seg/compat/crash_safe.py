@@ -9,10 +9,13 @@ problem lives:
 * every local write through mmengine's file backend (checkpoints included)
   goes to a temporary file in the same folder, is fsynced, then renamed;
 * resuming picks the newest *complete* checkpoint: the one named in
-  ``last_checkpoint`` if it is whole, else the newest whole ``*.pth``.
+  ``last_checkpoint`` if it is whole, else the newest whole ``*.pth``;
+* a training starts by removing the temporary files that killed saves left
+  (checkpoint-sized, they would pile up run after run).
 """
 import glob
 import logging
+import os
 import os.path as osp
 import re
 import zipfile
@@ -22,7 +25,7 @@ import mmengine.runner.runner as mm_runner
 from mmengine.fileio.backends import LocalBackend
 from mmengine.logging import print_log
 
-from ..utils.files import atomic_write
+from ..utils.files import TMP_PREFIX, atomic_write, is_stale_temp_file
 
 
 def _put(self, obj, filepath):
@@ -63,6 +66,33 @@ def find_latest_complete_checkpoint(work_dir):
                       level=logging.WARNING)
             return path
     return None
+
+
+def _newest_complete_checkpoint_time(work_dir):
+    """When the newest whole checkpoint was saved (None: none is)."""
+    paths = sorted(glob.glob(osp.join(glob.escape(work_dir), '*.pth')),
+                   key=osp.getmtime, reverse=True)
+    return next((osp.getmtime(path) for path in paths
+                 if is_complete_checkpoint(path)), None)
+
+
+def remove_stale_temp_files(work_dir):
+    """Remove the temporary files of saves into ``work_dir`` that will
+    never complete: their writer is gone, or they are older than the newest
+    complete checkpoint. Call it holding the work_dir's lock (no other
+    training writes there). Returns the removed paths."""
+    paths = glob.glob(osp.join(glob.escape(work_dir), f'{TMP_PREFIX}*'))
+    newest = _newest_complete_checkpoint_time(work_dir) if paths else None
+    removed = []
+    for path in paths:
+        if osp.isfile(path) and (is_stale_temp_file(path) or (
+                newest is not None and osp.getmtime(path) < newest)):
+            os.remove(path)
+            removed.append(path)
+    if removed:
+        print_log(f'removed {len(removed)} temporary files of interrupted '
+                  f'saves from {work_dir}', logger='current')
+    return removed
 
 
 def install_crash_safe_checkpoints():

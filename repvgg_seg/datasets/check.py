@@ -177,12 +177,12 @@ def dataset_cfgs(cfg, splits):
     return found
 
 
-def _folders(dataset_cfg):
+def data_folders(dataset_cfg):
     """The folders and files a data set config reads its lists from."""
     inner = dataset_cfg.get('datasets') or (
         [dataset_cfg.dataset] if 'dataset' in dataset_cfg else None)
     if inner:
-        return [path for cfg in inner for path in _folders(cfg)]
+        return [path for cfg in inner for path in data_folders(cfg)]
     root = dataset_cfg.get('data_root') or ''
     relative = list((dataset_cfg.get('data_prefix') or {}).values())
     relative.append(dataset_cfg.get('ann_file'))
@@ -195,7 +195,7 @@ def check_data_roots(cfg, splits):
     otherwise ends in a traceback from deep inside the Runner."""
     problems, split_of_first = [], None
     for split, dataset_cfg in dataset_cfgs(cfg, splits).items():
-        for path in _folders(dataset_cfg):
+        for path in data_folders(dataset_cfg):
             if not osp.exists(path):
                 problems.append(f'{path} does not exist')
                 split_of_first = split_of_first or split

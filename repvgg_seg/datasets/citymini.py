@@ -12,6 +12,7 @@ import json
 import os
 import os.path as osp
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -22,6 +23,7 @@ from PIL import Image, ImageDraw
 
 from .cityscapes_prep import IMG_SUFFIX, POLYGON_SUFFIX, SPLITS
 from ..utils.errors import InvalidArgument
+from ..utils.files import atomic_output, atomic_write
 
 #: Synthetic cities per split; as in the real set, val cities are not train
 #: cities.
@@ -32,6 +34,9 @@ LABEL_IDS_SUFFIX = '_gtFine_labelIds.png'
 #: Written into every generated root; regenerating deletes old data only
 #: where this marker is.
 MARKER = 'citymini.json'
+#: Written before the first scene and removed after the marker, so that an
+#: interrupted run's partial output is recognised as citymini's own.
+PARTIAL_MARKER = '.citymini-partial'
 #: Seed stream of the video. Streams 0 and 1 are the train and val scenes.
 VIDEO_STREAM = 2
 
@@ -658,19 +663,23 @@ def annotation_json(objects, height, width):
 
 
 def _clear_previous(root):
-    """Remove an earlier citymini in root; refuse to touch anything else."""
+    """Remove an earlier citymini in root, complete or interrupted, and
+    mark root as being written; refuse to touch anything else."""
     data_dirs = [osp.join(root, name) for name in ('leftImg8bit', 'gtFine')]
-    if osp.isfile(osp.join(root, MARKER)):
-        for path in data_dirs:
-            shutil.rmtree(path, ignore_errors=True)
-        for split in SPLITS:
-            if osp.isfile(osp.join(root, f'{split}.txt')):
-                os.remove(osp.join(root, f'{split}.txt'))
-    elif any(osp.exists(path) for path in data_dirs):
+    ours = any(osp.isfile(osp.join(root, name))
+               for name in (MARKER, PARTIAL_MARKER))
+    if not ours and any(osp.exists(path) for path in data_dirs):
         raise FileExistsError(
             f'{root} already holds leftImg8bit/ or gtFine/ that citymini did '
             'not write; refusing to overwrite it, choose another output folder'
         )
+    os.makedirs(root, exist_ok=True)
+    atomic_write('', osp.join(root, PARTIAL_MARKER), mode='w')
+    for path in data_dirs:
+        shutil.rmtree(path, ignore_errors=True)
+    for name in (*(f'{split}.txt' for split in SPLITS), MARKER):
+        if osp.isfile(osp.join(root, name)):
+            os.remove(osp.join(root, name))
 
 
 def _write_scene(root, split, city, stem, street, rng):
@@ -721,19 +730,25 @@ def generate_citymini(root='data/citymini',
                 stems.append(f'{city}/{stem}')
         summary['splits'][split] = stems
     summary['labels'] = sorted(labels)
-    with open(osp.join(root, MARKER), 'w') as f:
-        json.dump(summary, f, indent=2)
+    atomic_write(json.dumps(summary, indent=2), osp.join(root, MARKER),
+                 mode='w')
+    os.remove(osp.join(root, PARTIAL_MARKER))
     return summary
 
 
-def _open_video_writer(path, fps, size):
-    """An mp4 (mp4v) writer, or MJPG .avi where OpenCV cannot write mp4."""
+def _video_target(path, fps, size):
+    """``(fourcc, path)``: mp4v at ``path`` where OpenCV can write it, else
+    MJPG at the ``.avi`` next to it (tried on a scratch file)."""
     avi_path = osp.splitext(path)[0] + '.avi'
-    for fourcc, target in (('mp4v', path), ('MJPG', avi_path)):
-        writer = cv2.VideoWriter(target, cv2.VideoWriter_fourcc(*fourcc), fps,
-                                 size)
-        if writer.isOpened():
-            return writer, target
+    with tempfile.TemporaryDirectory() as scratch:
+        for fourcc, target in (('mp4v', path), ('MJPG', avi_path)):
+            probe = cv2.VideoWriter(
+                osp.join(scratch, 'probe' + osp.splitext(target)[1]),
+                cv2.VideoWriter_fourcc(*fourcc), fps, size)
+            opened = probe.isOpened()
+            probe.release()
+            if opened:
+                return fourcc, target
     raise RuntimeError(
         f'OpenCV can write neither mp4v nor MJPG video to {path}')
 
@@ -748,17 +763,21 @@ def make_driving_video(path,
     size is (width, height), as OpenCV takes it. The camera moves forward at
     CAMERA_SPEED while traffic and pedestrians move on their own. When
     mp4v is unavailable the video falls back to a MJPG ``.avi`` next to path.
+    The file appears only once complete (an interrupted run leaves none).
     """
     width, height = size
     rng = np.random.default_rng([seed, VIDEO_STREAM])
     street = sample_street(rng, height, width)
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    writer, path = _open_video_writer(path, fps, (width, height))
-    try:
-        for frame in range(num_frames):
-            image, _ = render_scene(
-                street_objects(street, frame / fps), height, width, rng)
-            writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    finally:
-        writer.release()
+    fourcc, path = _video_target(path, fps, (width, height))
+    with atomic_output(path) as tmp_path:
+        writer = cv2.VideoWriter(tmp_path, cv2.VideoWriter_fourcc(*fourcc),
+                                 fps, (width, height))
+        try:
+            for frame in range(num_frames):
+                image, _ = render_scene(
+                    street_objects(street, frame / fps), height, width, rng)
+                writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        finally:
+            writer.release()
     return path

@@ -11,6 +11,7 @@ bias), with the same ``conv.weight``/``conv.bias`` keys. So
 """
 import copy
 import inspect
+import math
 import os
 import os.path as osp
 
@@ -165,11 +166,14 @@ def _tensors(output):
 @torch.no_grad()
 def compare_outputs(original, fused, input_shape=CHECK_INPUT_SHAPE):
     """Max absolute and relative difference of the two models' eval-mode
-    ``tensor`` outputs on one random input."""
+    ``tensor`` outputs on one random input; NaN when either output is not
+    finite (NaN or infinite weights), so that no tolerance accepts it."""
     inputs = torch.randn(input_shape,
                          generator=torch.Generator().manual_seed(0))
     expected = _tensors(original.eval()(inputs, mode='tensor'))
     actual = _tensors(fused.eval()(inputs, mode='tensor'))
+    if not all(t.isfinite().all() for t in expected + actual):
+        return math.nan, math.nan
     max_abs = max((a - e).abs().max().item()
                   for a, e in zip(actual, expected))
     scale = max(e.abs().max().item() for e in expected)
@@ -219,6 +223,10 @@ def fuse_checkpoint(config, checkpoint, out_checkpoint, out_config=None):
     original = copy.deepcopy(model)
     fuse_model(model)
     max_abs, relative = compare_outputs(original, model)
+    if math.isnan(relative):
+        raise DeployError(f'the model computes NaN or infinite values: the '
+                          f'weights in {checkpoint} are not finite (a '
+                          'diverged training?); nothing was written')
     if relative > FUSE_TOLERANCE:
         raise DeployError(f'the fused model differs from the original by '
                           f'{relative:.2e} (relative): nothing was written')
@@ -230,11 +238,14 @@ def fuse_checkpoint(config, checkpoint, out_checkpoint, out_config=None):
     dataset_meta = dataset_meta_of(source, model)
     if dataset_meta is not None:
         meta['dataset_meta'] = dataset_meta
-    atomic_torch_save(dict(meta=meta, state_dict=model.state_dict()),
-                      out_checkpoint)
+    # both or neither: each goes to a temporary file, renamed only when both
+    # were written (the config first, so it is never missing its weights)
     os.makedirs(osp.dirname(osp.abspath(out_config)), exist_ok=True)
-    with atomic_output(out_config) as tmp_path:
-        deploy_cfg.dump(tmp_path)
+    with atomic_output(out_checkpoint) as tmp_checkpoint:
+        atomic_torch_save(dict(meta=meta, state_dict=model.state_dict()),
+                          tmp_checkpoint)
+        with atomic_output(out_config) as tmp_config:
+            deploy_cfg.dump(tmp_config)
     return dict(
         arch=arch, max_abs_diff=max_abs, relative_diff=relative,
         params=sum(p.numel() for p in original.parameters()),

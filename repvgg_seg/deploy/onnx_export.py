@@ -268,6 +268,10 @@ def compare(session, reference, inputs, fp16, with_argmax, dynamic):
     output = np.concatenate([session.run(None, {'image': batch})[0]
                              for batch in batches])
     expected = reference(torch.from_numpy(inputs)).numpy()
+    if not np.isfinite(expected).all():
+        raise ExportError('the model computes NaN or infinite logits: its '
+                          'weights are not finite (a diverged training?); '
+                          'nothing was written')
     labels = output if with_argmax else output.argmax(axis=1)
     agree = float((labels == expected.argmax(axis=1)).mean())
     if with_argmax:
@@ -290,7 +294,7 @@ def verify(onnx_bytes, reference, checks, fp16, with_argmax, dynamic):
     for name, inputs in checks:
         max_abs, relative, agree = compare(session, reference, inputs, fp16,
                                            with_argmax, dynamic)
-        if relative is not None and relative > tolerance:
+        if relative is not None and not relative <= tolerance:  # NaN too
             raise ExportError(f'onnxruntime differs from PyTorch on {name} '
                               f'by {relative:.2e} (relative, > '
                               f'{tolerance:g}): nothing was written')

@@ -30,6 +30,11 @@ def as_bgr_image(image):
                          f'{image.dtype}')
     if image.dtype.kind == 'f' and not np.isfinite(image).all():
         raise InvalidArgument('the image has NaN or infinite values')
+    if (image.dtype.kind == 'f' and image.dtype.itemsize > 4 and image.size
+            and np.abs(image).max() > np.finfo(np.float32).max):
+        raise InvalidArgument(
+            f'the image has values up to {np.abs(image).max():.3g}, beyond '
+            'float32 (the model computes in float32): scale it to 0..255')
     if (image.size == 0 or image.ndim not in (2, 3)
             or image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
         raise InvalidArgument(f'expected an HxW, HxWx1, HxWx3 or HxWx4 image, '
@@ -136,8 +141,15 @@ class SegPredictor:
 
     def predict(self, images, with_logits=False):
         """Label maps (``HxW`` uint8, int64 past 255 classes) of a list of
-        images (paths or arrays of any size); with ``with_logits`` also the
-        ``CxHxW`` float logits."""
+        images (paths or arrays of any size; an ``NxHxWxC`` array is N
+        images); with ``with_logits`` also the ``CxHxW`` float logits."""
+        if isinstance(images, (str, Path)) or (
+                isinstance(images, np.ndarray) and images.ndim != 4):
+            what = (f'an array of shape {images.shape}' if isinstance(
+                images, np.ndarray) else f'the path {images}')
+            raise InvalidArgument(f'predict takes a list of images and '
+                                  f'returns a list, got {what}: for one '
+                                  'image pass [image]')
         images = [as_bgr_image(image) for image in images]
         labels, logits = [], []
         for batch in self.batches(images):

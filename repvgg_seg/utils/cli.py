@@ -1,16 +1,34 @@
 """How every command-line tool fails: ``error: <one line>`` on stderr and
 exit code 2 for what the user can fix (a checkpoint, config, path, data
 set), instead of a traceback that buries the message. Anything else is a
-bug and keeps its traceback.
+bug and keeps its traceback. SIGTERM (``kill``, a scheduler's pre-emption)
+unwinds the tool like Ctrl-C, so its temporary files are removed and its
+locks released.
 """
 import functools
 import os
+import signal
 import sys
 
 from .errors import UserError
+from .text import printable
 
 USER_ERROR_EXIT = 2
 INTERRUPTED_EXIT = 130
+TERMINATED_EXIT = 128 + signal.SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the tool is (a ``BaseException``, as
+    ``KeyboardInterrupt``: only cleanups catch it)."""
+
+
+def _raise_terminated(signum, frame):
+    if os.getpid() != _raise_terminated.pid:  # a forked worker: die plainly
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    raise Terminated()
 
 
 def is_user_error(exc):
@@ -20,9 +38,10 @@ def is_user_error(exc):
 
 
 def one_line(exc):
-    """The message on one line (the contract of ``error: ...``)."""
-    return ' '.join(line.strip() for line in str(exc).splitlines()
-                    if line.strip()) or type(exc).__name__
+    """The message on one line (the contract of ``error: ...``), with any
+    control character it quotes from a file made visible."""
+    return printable(' '.join(line.strip() for line in str(exc).splitlines()
+                              if line.strip()) or type(exc).__name__)
 
 
 def cli_main(main):
@@ -35,6 +54,9 @@ def cli_main(main):
         except KeyboardInterrupt:
             print('interrupted', file=sys.stderr)
             return INTERRUPTED_EXIT
+        except Terminated:
+            print('terminated', file=sys.stderr)
+            return TERMINATED_EXIT
         except Exception as exc:  # noqa: B902 (bugs are re-raised)
             if not is_user_error(exc):
                 raise
@@ -44,8 +66,10 @@ def cli_main(main):
 
 
 def run_cli(main, *args):
-    """Run a tool's ``main(*args)`` through :func:`cli_main` and exit with
-    its code."""
+    """Run a tool's ``main(*args)`` through :func:`cli_main` (SIGTERM
+    raising :class:`Terminated`) and exit with its code."""
+    _raise_terminated.pid = os.getpid()
+    signal.signal(signal.SIGTERM, _raise_terminated)
     sys.exit(cli_main(main)(*args))
 
 

@@ -1,12 +1,47 @@
 """Read configs with errors that name the file (a config is Python the user
-wrote: any failure in it is theirs to fix, not a traceback)."""
+wrote: any failure in it is theirs to fix, not a traceback).
+
+A ``.py`` config is code by design; a YAML or JSON config is data, so YAML
+is read with PyYAML's safe loader (mmengine's own reader would build any
+``!!python/...`` object the file names, i.e. run code), bases included.
+"""
 import copy
 import os.path as osp
+from contextlib import contextmanager
 
+import yaml
 from mmengine.config import Config
+from mmengine.fileio.handlers import YamlHandler, file_handlers
 from mmengine.hub import get_config
 
 from .errors import ConfigError, PathNotFound
+
+SafeLoader = getattr(yaml, 'CSafeLoader', yaml.SafeLoader)
+
+
+class SafeYamlHandler(YamlHandler):
+    """mmengine's YAML reader restricted to plain data (no Python tags)."""
+
+    def load_from_fileobj(self, file, **kwargs):
+        try:
+            return yaml.load(file, Loader=SafeLoader)
+        except yaml.constructor.ConstructorError as exc:
+            line = exc.problem_mark.line + 1 if exc.problem_mark else '?'
+            raise ConfigError(
+                f'a YAML config holds only data, but line {line} asks for '
+                f'a Python object ({exc.problem}); refusing to build it '
+                '(a .py config is code, a YAML one is not)') from None
+
+
+@contextmanager
+def _safe_yaml():
+    """mmengine reads every ``.yaml``/``.yml`` safely inside the block."""
+    saved = {ext: file_handlers[ext] for ext in ('yaml', 'yml')}
+    file_handlers.update(dict.fromkeys(saved, SafeYamlHandler()))
+    try:
+        yield
+    finally:
+        file_handlers.update(saved)
 
 
 def read_config(config, cfg_options=None):
@@ -19,7 +54,11 @@ def read_config(config, cfg_options=None):
         if '::' not in path and not osp.isfile(path):
             raise PathNotFound(f'config {path} does not exist')
         try:
-            cfg = get_config(path) if '::' in path else Config.fromfile(path)
+            with _safe_yaml():
+                cfg = (get_config(path) if '::' in path
+                       else Config.fromfile(path))
+        except ConfigError as exc:
+            raise ConfigError(f'cannot read config {path}: {exc}') from None
         except Exception as exc:  # noqa: B902 (see the module docstring)
             raise ConfigError(f'cannot read config {path} '
                               f'({type(exc).__name__}: {exc})') from None
