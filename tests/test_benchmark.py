@@ -21,7 +21,7 @@ from repvgg_seg.analysis.variants import parse_variant, variant_name
 from repvgg_seg.deploy.fast_path import (FastSegmenter, FoldedPSPHead,
                                          conv_relu_pairs,
                                          optimize_for_inference)
-from repvgg_seg.deploy.ops import MatMulAdaptiveAvgPool2d
+from repvgg_seg.models.ops import MatMulAdaptiveAvgPool2d
 from repvgg_seg.utils.config import read_config
 from repvgg_seg.utils.errors import InvalidArgument
 from repvgg_seg.deploy.fuse import DeployError, fuse_model, unfolded_norms

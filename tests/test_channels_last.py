@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn as nn
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 
@@ -65,6 +66,12 @@ def test_channels_last_step_gives_the_nchw_loss_and_gradients(with_cp):
     cl_inputs, cl_loss, cl_grads = _step(channels_last, batch)
 
     stem = 'backbone.stem.branch_3x3.conv.weight'
+    # PSP's pyramid pools with matrix products (PyTorch's NHWC adaptive
+    # pooling is slow); the state dict is that of the NCHW model
+    assert any(isinstance(m, nn.AdaptiveAvgPool2d) for m in nchw.modules())
+    assert not any(isinstance(m, nn.AdaptiveAvgPool2d)
+                   for m in channels_last.modules())
+    assert channels_last.state_dict().keys() == nchw.state_dict().keys()
     assert not inputs.is_contiguous(memory_format=CL)
     assert cl_inputs.is_contiguous(memory_format=CL)
     assert dict(channels_last.named_parameters())[stem].is_contiguous(

@@ -18,7 +18,7 @@ from repvgg_seg.apis import init_segmentor
 from repvgg_seg.datasets import generate_citymini, prepare_cityscapes
 from repvgg_seg.deploy import onnx_export
 from repvgg_seg.apis import export_onnx
-from repvgg_seg.deploy.ops import MatMulAdaptiveAvgPool2d
+from repvgg_seg.models.ops import MatMulAdaptiveAvgPool2d
 from repvgg_seg.models import build_model
 from repvgg_seg.utils.config import read_config as load_config
 from repvgg_seg.deploy.onnx_export import (ExportError, ExportWrapper,

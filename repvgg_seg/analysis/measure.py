@@ -12,7 +12,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..deploy.fast_path import optimize_for_inference
 from ..deploy.fuse import fuse_model
-from ..deploy.ops import logits_to_labels
+from ..models.ops import logits_to_labels
 from .candidates import has_norms, tensor_forward
 from .complexity import count_complexity
 from .timing import (cast_context, peak_memory, strict_fp32, summarize,

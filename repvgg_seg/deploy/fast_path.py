@@ -40,8 +40,8 @@ from mmcv.cnn import ConvModule
 from mmseg.models.decode_heads import PSPHead
 
 from ..models import RepVGGBlock
+from ..models.ops import logits_to_labels, pool_with_matmuls
 from .fuse import CHECK_INPUT_SHAPE, fuse_model
-from .ops import MatMulAdaptiveAvgPool2d, logits_to_labels
 from ..utils.errors import InvalidArgument
 
 DTYPES = dict(fp32=torch.float32, tf32=torch.float32, fp16=torch.float16,
@@ -222,14 +222,6 @@ def conv_relu_pairs(model):
             yield m, 'conv', 'activate'
 
 
-def _replace_modules(model, cls, make):
-    """Replace every ``cls`` child of ``model`` by ``make(child)``."""
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, cls):
-                setattr(parent, name, make(child))
-
-
 class FastSegmenter:
     """Label maps of BGR images on the model's device, as fast as the
     options allow. Build it with :func:`optimize_for_inference`.
@@ -275,8 +267,7 @@ class FastSegmenter:
         if fold_psp and isinstance(model.decode_head, PSPHead):
             model.decode_head = FoldedPSPHead(model.decode_head)
         if channels_last:
-            _replace_modules(model, nn.AdaptiveAvgPool2d,
-                             lambda pool: MatMulAdaptiveAvgPool2d(pool.output_size))
+            pool_with_matmuls(model)
         if fuse_relu:
             for owner, conv, act in conv_relu_pairs(model):
                 setattr(owner, conv, ConvReLU(getattr(owner, conv)))

@@ -33,7 +33,7 @@ from ..models.checkpoints import backbone_arch
 from ..utils.config import test_pipeline_of
 from ..utils.files import atomic_write
 from .fuse import DeployError, fuse_model
-from .ops import MatMulAdaptiveAvgPool2d
+from ..models.ops import MatMulAdaptiveAvgPool2d
 
 DEFAULT_OPSET = 17
 #: Largest logit difference to onnxruntime, relative to the largest logit:

@@ -16,14 +16,18 @@ from mmengine.model import is_model_wrapper
 from mmengine.optim import AmpOptimWrapper, OptimWrapper, OptimWrapperDict
 
 from mmseg.registry import HOOKS
+from ..models.ops import pool_with_matmuls
 
 CHANNELS_LAST = torch.channels_last
 
 
 def to_channels_last(model):
-    """Move the 4-d weights and buffers of ``model`` to channels_last and
-    make its data preprocessor hand out channels_last batches."""
+    """Move the 4-d weights and buffers of ``model`` to channels_last, make
+    its data preprocessor hand out channels_last batches, and pool with
+    matrix products: PyTorch's adaptive pooling kernels for NHWC input are
+    slow (PSPNet's pyramid, forward and backward)."""
     model.to(memory_format=CHANNELS_LAST)
+    pool_with_matmuls(model)
     _avoid_onednn_on_cpu(model)
     preprocessor = getattr(model, 'data_preprocessor', None)
     if (preprocessor is not None

@@ -1,5 +1,6 @@
-"""Exact matrix forms shared by the fast path and the ONNX export: adaptive
-average pooling as two matrix products, and MMSeg's logits -> labels."""
+"""Exact matrix forms shared by channels_last training, the fast path and
+the ONNX export: adaptive average pooling as two matrix products, and
+MMSeg's logits -> labels."""
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -67,6 +68,20 @@ class MatMulAdaptiveAvgPool2d(nn.Module):
         out_h, out_w = rows.shape[0], cols.shape[0]
         pooled = torch.matmul(rows, pooled.reshape(n, h, out_w * c))
         return pooled.view(n, out_h, out_w, c).permute(0, 3, 1, 2)
+
+
+def pool_with_matmuls(model):
+    """Replace, in place, every ``nn.AdaptiveAvgPool2d`` of ``model`` by
+    :class:`MatMulAdaptiveAvgPool2d` (no parameters or buffers: the state
+    dict is unchanged); returns how many were replaced."""
+    count = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.AdaptiveAvgPool2d):
+                setattr(parent, name,
+                        MatMulAdaptiveAvgPool2d(child.output_size))
+                count += 1
+    return count
 
 
 def logits_to_labels(logits, size, align_corners=False):
