@@ -3,6 +3,8 @@
 checks that fail in seconds, with one line, on what the Runner would trip
 over deep inside (or, for ``load_from``, half-load with warnings)."""
 import logging
+import math
+import os
 import os.path as osp
 
 import torch
@@ -15,11 +17,75 @@ from ..models import build_model
 from ..models.checkpoints import (CheckpointMismatch, backbone_arch,
                                   load_weights, read_checkpoint,
                                   state_dict_of)
+from ..compat import find_latest_complete_checkpoint
 from ..utils.config import read_config
-from ..utils.errors import InvalidArgument, PathNotFound
+from ..utils.errors import (ConfigError, InvalidArgument, PathNotFound,
+                            UserError)
 
 #: mmseg evaluators that save predicted label maps under ``output_dir``.
 SEG_EVALUATORS_WITH_OUTPUT = ('IoUMetric', 'CityscapesMetric')
+
+
+#: Variables torchrun sets for each process of a ``--launcher pytorch`` run.
+TORCHRUN_VARIABLES = ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
+
+
+def _positive_int(value):
+    return isinstance(value, int) and not isinstance(value, bool) and \
+        value > 0
+
+
+def _seed(value):
+    return value is None or (isinstance(value, int)
+                             and not isinstance(value, bool))
+
+
+def _learning_rate(value):
+    return isinstance(value, (int, float)) and not isinstance(
+        value, bool) and math.isfinite(value) and value > 0
+
+
+#: ``(setting, valid(value), what it must be)``, checked where present: the
+#: Runner would fail on these deep inside (or, for ``val_interval``, at the
+#: first validation), with a traceback.
+RUNNER_SETTINGS = (
+    ('train_cfg.max_iters', _positive_int, 'a positive integer'),
+    ('train_cfg.max_epochs', _positive_int, 'a positive integer'),
+    ('train_cfg.val_interval', _positive_int, 'a positive integer'),
+    ('train_dataloader.batch_size', _positive_int, 'a positive integer'),
+    ('val_dataloader.batch_size', _positive_int, 'a positive integer'),
+    ('test_dataloader.batch_size', _positive_int, 'a positive integer'),
+    ('model.decode_head.num_classes', _positive_int, 'a positive integer'),
+    ('model.head.num_classes', _positive_int, 'a positive integer'),
+    ('randomness.seed', _seed, 'an integer or None'),
+    ('optim_wrapper.optimizer.lr', _learning_rate,
+     'a finite positive number'),
+)
+_MISSING = object()
+
+
+def _setting(cfg, dotted):
+    first, *rest = dotted.split('.')
+    node = cfg.get(first, _MISSING)
+    for part in rest:
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def check_runner_settings(cfg):
+    """Refuse, in one line, a config the Runner cannot run: no model, or a
+    setting of :data:`RUNNER_SETTINGS` of the wrong kind."""
+    if not isinstance(cfg.get('model'), dict):
+        raise ConfigError(f'{cfg.filename} defines no model: a config needs '
+                          'model = dict(type=...), or a _base_ config that '
+                          'defines it')
+    for key, valid, what in RUNNER_SETTINGS:
+        value = _setting(cfg, key)
+        if value is not _MISSING and not valid(value):
+            raise ConfigError(f'{key} is {value!r} (from {cfg.filename} '
+                              f'or --cfg-options): it must be {what}')
 
 
 def load_runner_config(path, cfg_options=None, work_dir=None,
@@ -27,6 +93,13 @@ def load_runner_config(path, cfg_options=None, work_dir=None,
     """Read ``path``, apply ``--cfg-options`` and ``--work-dir`` the MMSeg
     way (default ``work_dirs/<config name>``)."""
     cfg = read_config(path, cfg_options)
+    check_runner_settings(cfg)
+    missing = [name for name in TORCHRUN_VARIABLES if name not in os.environ]
+    if launcher == 'pytorch' and missing:
+        raise InvalidArgument(
+            f'--launcher pytorch runs under torchrun, which sets '
+            f'{", ".join(missing)}: start it as torchrun --nproc_per_node=N '
+            'tools/train.py CONFIG --launcher pytorch (or drop --launcher)')
     cfg.launcher = launcher
     if work_dir is not None:
         cfg.work_dir = work_dir
@@ -92,9 +165,18 @@ def enable_amp(cfg):
 
 
 def build_runner(cfg):
-    if 'runner_type' in cfg:
-        return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+    """The Runner of ``cfg``; a KeyError/ValueError/TypeError while building
+    it (the model, the hooks) is a setting of the config that does not
+    work, reported as such."""
+    try:
+        if 'runner_type' in cfg:
+            return RUNNERS.build(cfg)
+        return Runner.from_cfg(cfg)
+    except (KeyError, ValueError, TypeError) as exc:
+        if isinstance(exc, UserError):
+            raise
+        raise ConfigError(f'cannot build the Runner of {cfg.filename} '
+                          f'({type(exc).__name__}: {exc})') from None
 
 
 def check_checkpoint(cfg, checkpoint, whole_model=True):
@@ -158,6 +240,11 @@ def train(config, work_dir=None, resume=False, amp=False, cfg_options=None,
     check_data_roots(cfg, ('train', 'val'))
     if cfg.get('load_from') and not cfg.resume:
         check_checkpoint(cfg, cfg.load_from, whole_model=False)
+    if cfg.resume:  # mmengine would resume what fits, with warnings
+        resume_from = cfg.get('load_from') or \
+            find_latest_complete_checkpoint(cfg.work_dir)
+        if resume_from:
+            check_checkpoint(cfg, resume_from)
     build_runner(cfg).train()
 
 

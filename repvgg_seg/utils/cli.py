@@ -7,7 +7,7 @@ import functools
 import os
 import sys
 
-from .errors import UserError
+from .errors import ConfigError, UserError
 
 USER_ERROR_EXIT = 2
 INTERRUPTED_EXIT = 130
@@ -49,16 +49,39 @@ def run_cli(main, *args):
     sys.exit(cli_main(main)(*args))
 
 
+def _cfg_options_action():
+    """mmengine's ``DictAction``, with the one-line error (not a
+    traceback) for an item that is not ``KEY=VALUE``."""
+    from mmengine.config import DictAction
+
+    class CfgOptions(DictAction):
+        def __call__(self, parser, namespace, values, option_string=None):
+            for item in values:
+                if '=' not in item or item.startswith('='):
+                    raise ConfigError(
+                        f'--cfg-options {item!r} is not KEY=VALUE (e.g. '
+                        'train_cfg.max_iters=1000)')
+            super().__call__(parser, namespace, values, option_string)
+
+    return CfgOptions
+
+
 def add_runner_arguments(parser, example_option):
     """MMSeg's ``--cfg-options``, ``--launcher`` and ``--local-rank``, shared
     by ``tools/train.py`` and ``tools/test.py``."""
-    from mmengine.config import DictAction
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        '--cfg-options', nargs='+', action=_cfg_options_action(),
+        metavar='KEY=VALUE',
         help=f'override config settings, e.g. {example_option}')
-    parser.add_argument('--launcher', default='none',
-                        choices=['none', 'pytorch', 'slurm', 'mpi'])
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.add_argument(
+        '--launcher', default='none',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        help='job launcher: none (one process, default) or pytorch for '
+        'torchrun (slurm and mpi need GPUs)')
+    parser.add_argument(
+        '--local_rank', '--local-rank', type=int, default=0,
+        help='set by older launchers (torch.distributed.launch); torchrun '
+        'sets LOCAL_RANK instead (default: 0)')
 
 
 def parse_runner_args(parser):
