@@ -10,12 +10,10 @@ problems, 2 when the config or the data folders cannot be read.
 """
 import argparse
 
-from mmengine.config import DictAction
-
 import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
 from repvgg_seg.apis import check_data
 from repvgg_seg.datasets.check import plural
-from repvgg_seg.utils.cli import run_cli
+from repvgg_seg.utils.cli import add_cfg_options, run_cli
 
 
 def parse_args(argv=None):
@@ -25,9 +23,7 @@ def parse_args(argv=None):
                         choices=['train', 'val', 'test'])
     parser.add_argument('--nproc', type=int, default=8,
                         help='worker processes (default: %(default)s)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, e.g. '
-                        'train_dataloader.dataset.data_root=DIR')
+    add_cfg_options(parser, 'train_dataloader.dataset.data_root=DIR')
     return parser.parse_args(argv)
 
 

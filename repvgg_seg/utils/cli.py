@@ -66,13 +66,18 @@ def _cfg_options_action():
     return CfgOptions
 
 
-def add_runner_arguments(parser, example_option):
-    """MMSeg's ``--cfg-options``, ``--launcher`` and ``--local-rank``, shared
-    by ``tools/train.py`` and ``tools/test.py``."""
+def add_cfg_options(parser, example_option):
+    """MMSeg's ``--cfg-options KEY=VALUE ...``."""
     parser.add_argument(
         '--cfg-options', nargs='+', action=_cfg_options_action(),
         metavar='KEY=VALUE',
         help=f'override config settings, e.g. {example_option}')
+
+
+def add_runner_arguments(parser, example_option):
+    """MMSeg's ``--cfg-options``, ``--launcher`` and ``--local-rank``, shared
+    by ``tools/train.py`` and ``tools/test.py``."""
+    add_cfg_options(parser, example_option)
     parser.add_argument(
         '--launcher', default='none',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
