@@ -3,8 +3,8 @@
 Every image and label map of the train/val lists must exist and be whole,
 an image and its label map must have the same size, and labels may hold
 only the train ids (0 .. num_classes-1) and the ignore index. Image sizes
-come from the file headers and completeness from the PNG/JPEG end marker,
-so images are never decoded; label maps are decoded (their values are the
+come from the file headers, completeness from the PNG/JPEG end marker and
+a PNG's integrity from its chunk checksums, so images are never decoded; label maps are decoded (their values are the
 point). Samples are checked in parallel.
 
 :func:`check_dataset` does the work for ``tools/check_dataset.py`` and for
@@ -112,6 +112,10 @@ def _image_size(path, problems):
     try:
         with Image.open(path) as image:
             size, image_format = image.size, image.format
+            if not _is_whole(path, image_format):
+                problems.append(f'{path}: truncated image (no '
+                                f'{image_format} end marker)')
+                return None
             if image_format == 'PNG':
                 image.verify()  # every chunk's CRC: a corrupt body fails
     except Image.DecompressionBombError as exc:
@@ -119,10 +123,6 @@ def _image_size(path, problems):
         return None
     except (OSError, SyntaxError, ValueError) as exc:
         problems.append(f'{path}: unreadable image ({exc})')
-        return None
-    if not _is_whole(path, image_format):
-        problems.append(f'{path}: truncated image (no {image_format} end '
-                        'marker)')
         return None
     return size
 
