@@ -3,7 +3,9 @@ exit code 2 for what the user can fix (a checkpoint, config, path, data
 set), instead of a traceback that buries the message. Anything else is a
 bug and keeps its traceback.
 """
+import argparse
 import functools
+import math
 import os
 import sys
 
@@ -47,6 +49,35 @@ def run_cli(main, *args):
     """Run a tool's ``main(*args)`` through :func:`cli_main` and exit with
     its code."""
     sys.exit(cli_main(main)(*args))
+
+
+def bounded(kind, low, high=None, what=None):
+    """An argparse ``type``: a finite ``kind`` (int or float) in
+    ``[low, high]``, else argparse's usage error naming the range."""
+    what = what or ('an integer' if kind is int else 'a number')
+    bounds = f'{low}..{high}' if high is not None else f'>= {low}'
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f'{text!r} is not {what}') from None
+        if not math.isfinite(value) or value < low or (
+                high is not None and value > high):
+            raise argparse.ArgumentTypeError(
+                f'{text} is out of range: expected {what} {bounds}')
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def positive(kind, high=None):
+    """An argparse ``type``: ``kind`` > 0 (a count, a size, a rate)."""
+    if kind is int:
+        return bounded(int, 1, high, 'a positive integer')
+    return bounded(float, math.ulp(0.0), high, 'a positive number')
 
 
 def _cfg_options_action():
