@@ -7,6 +7,7 @@ setup(
     'segmentation of driving scenes, with exact re-parameterization.',
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
+    license='Apache-2.0',
     packages=find_packages(include=['repvgg_seg', 'repvgg_seg.*']),
     package_data={'repvgg_seg.datasets': ['imagenet_classes.txt']},
     python_requires='>=3.10',
