@@ -53,6 +53,7 @@ default_hooks = dict(
     logger=dict(interval=20),
     checkpoint=dict(interval=160, max_keep_ckpts=2))
 env_cfg = dict(cudnn_benchmark=False)
-# Seeded, with PyTorch's deterministic algorithms (all the ops here have
-# deterministic CPU kernels), so the quick-start reproduces README's figures.
-randomness = dict(seed=0, deterministic=True)
+# Seeded, so the quick-start reproduces README's figures: on the CPU the ops
+# of this model are deterministic already (two runs give the same weights);
+# deterministic=True only makes the first iterations several times slower.
+randomness = dict(seed=0, deterministic=False)
