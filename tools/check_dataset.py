@@ -13,15 +13,16 @@ import argparse
 import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
 from repvgg_seg.apis import check_data
 from repvgg_seg.datasets.check import plural
-from repvgg_seg.utils.cli import add_cfg_options, run_cli
+from repvgg_seg.utils.cli import add_cfg_options, positive, run_cli
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config', help='training config')
     parser.add_argument('--splits', nargs='+', default=['train', 'val'],
-                        choices=['train', 'val', 'test'])
-    parser.add_argument('--nproc', type=int, default=8,
+                        choices=['train', 'val', 'test'],
+                        help='data sets to check (default: train val)')
+    parser.add_argument('--nproc', type=positive(int), default=8,
                         help='worker processes (default: %(default)s)')
     add_cfg_options(parser, 'train_dataloader.dataset.data_root=DIR')
     return parser.parse_args(argv)

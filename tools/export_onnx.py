@@ -70,7 +70,7 @@ def main(argv=None):
     height, width = report['shape']
     print(f'Graph of {sum(report["ops"].values())} nodes; on the path from '
           f'the image: {ops}')
-    print(f'Saved {report["out"]}: RepVGG-{report["arch"]}, '
+    print(f'wrote {report["out"]}: RepVGG-{report["arch"]}, '
           f'{report["precision"]}, {height}x{width}'
           f'{" (dynamic)" if args.dynamic else ""}, outputs '
           f'{report["output"]}; input {report["preprocessing"]}')

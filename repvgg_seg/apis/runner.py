@@ -18,6 +18,7 @@ from ..models.checkpoints import (CheckpointMismatch, backbone_arch,
                                   load_weights, read_checkpoint,
                                   state_dict_of)
 from ..compat import find_latest_complete_checkpoint
+from ..deploy.fuse import is_deploy_config
 from ..utils.config import read_config
 from ..utils.errors import (ConfigError, InvalidArgument, PathNotFound,
                             UserError)
@@ -88,6 +89,11 @@ def check_runner_settings(cfg):
                               f'or --cfg-options): it must be {what}')
 
 
+def default_work_dir(config_path):
+    """MMSeg's default: ``work_dirs/<config name>``."""
+    return osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
+
+
 def load_runner_config(path, cfg_options=None, work_dir=None,
                        launcher='none'):
     """Read ``path``, apply ``--cfg-options`` and ``--work-dir`` the MMSeg
@@ -104,8 +110,7 @@ def load_runner_config(path, cfg_options=None, work_dir=None,
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(path))[0])
+        cfg.work_dir = default_work_dir(path)
     if launcher != 'none' and not torch.cuda.is_available():
         _distributed_on_cpu(cfg)
     return cfg
@@ -254,6 +259,9 @@ def test(config, checkpoint, work_dir=None, out=None, show=False,
     """``tools/test.py``: evaluate ``checkpoint`` with ``config``'s test
     set and metric."""
     cfg = load_runner_config(config, cfg_options, work_dir, launcher)
+    if work_dir is None and cfg.work_dir == default_work_dir(config) and \
+            is_deploy_config(cfg):  # tools/fuse.py's config, next to it
+        cfg.work_dir = osp.dirname(osp.abspath(checkpoint))
     configure_test(cfg, checkpoint, out, show, show_dir, wait_time, tta)
     check_data_roots(cfg, ('test', ))
     return build_runner(cfg).test()

@@ -144,8 +144,8 @@ def _label_problems(path, image_size, rules):
                 'of train ids (a *_labelTrainIds.png, not a colour map)']
     problems = []
     if image_size is not None and size != image_size:
-        problems.append(f'{path}: label map is {size[0]}x{size[1]} but its '
-                        f'image is {image_size[0]}x{image_size[1]}')
+        problems.append(f'{path}: label map is {size[1]}x{size[0]} (HxW) '
+                        f'but its image is {image_size[1]}x{image_size[0]}')
     present = np.flatnonzero(np.bincount(values.ravel())) if \
         values.dtype == np.uint8 else np.unique(values)
     allowed, what = rules

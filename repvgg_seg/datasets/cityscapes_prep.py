@@ -148,9 +148,9 @@ def _check_image(image_path, annotation, json_path):
             'it') from None
     if size != (annotation.imgWidth, annotation.imgHeight):
         raise CityscapesPrepError(
-            f'{image_path} is {size[0]}x{size[1]} but {json_path} says '
-            f'{annotation.imgWidth}x{annotation.imgHeight}: the two do not '
-            'belong together')
+            f'{image_path} is {size[1]}x{size[0]} (HxW) but {json_path} '
+            f'says {annotation.imgHeight}x{annotation.imgWidth}: the two do '
+            'not belong together')
 
 
 def _prepare_sample(paths):
