@@ -104,8 +104,9 @@ def test_resume_after_kill_continues_the_same_schedule(
 def test_two_process_distributed_training_on_cpu(tmp_path, data_root):
     env = dict(os.environ, OMP_NUM_THREADS='1')
     result = subprocess.run(
+        # --standalone: a free port, so parallel runs cannot collide
         [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-         '--master_port=29517', str(REPO / 'tools/train.py'), CONFIG,
+         '--standalone', str(REPO / 'tools/train.py'), CONFIG,
          '--launcher', 'pytorch', '--work-dir', str(tmp_path),
          '--cfg-options', 'train_cfg.max_iters=2', *_data_options(data_root)],
         cwd=REPO, capture_output=True, text=True, env=env, timeout=600)

@@ -250,7 +250,26 @@ def train(config, work_dir=None, resume=False, amp=False, cfg_options=None,
             find_latest_complete_checkpoint(cfg.work_dir)
         if resume_from:
             check_checkpoint(cfg, resume_from)
-    build_runner(cfg).train()
+    runner = build_runner(cfg)
+    try:
+        runner.train()
+    except BaseException:
+        _leave_process_group(wait_for_others=False)
+        raise
+    _leave_process_group(wait_for_others=True)
+
+
+def _leave_process_group(wait_for_others):
+    """End a distributed run's process group before the interpreter exits:
+    a rank that exits with gloo's threads still running aborts
+    ("terminate called without an active exception"), which fails the
+    whole torchrun job. Only a rank that finished waits for the others."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if wait_for_others:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def test(config, checkpoint, work_dir=None, out=None, show=False,
