@@ -71,6 +71,16 @@ def test_train_saves_mmseg_checkpoint_and_evaluates(trained):
     assert 'mIoU' in log and 'road' in log  # per-class table and mean
 
 
+def test_a_second_run_gives_the_same_weights(tmp_path, data_root, trained):
+    """The configs are seeded (README's quick-start figures come back)."""
+    result = _train(tmp_path, data_root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    again = _checkpoint(tmp_path / 'iter_6.pth')['state_dict']
+    first = _checkpoint(trained / 'iter_6.pth')['state_dict']
+    assert again.keys() == first.keys()
+    assert all(torch.equal(again[k], first[k]) for k in first)
+
+
 def test_resume_after_kill_continues_the_same_schedule(
         tmp_path, data_root, trained):
     work_dir = tmp_path / 'interrupted'

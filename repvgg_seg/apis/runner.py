@@ -20,8 +20,7 @@ from ..models.checkpoints import (CheckpointMismatch, backbone_arch,
 from ..compat import find_latest_complete_checkpoint
 from ..deploy.fuse import is_deploy_config
 from ..utils.config import read_config
-from ..utils.errors import (ConfigError, InvalidArgument, PathNotFound,
-                            UserError)
+from ..utils.errors import ConfigError, InvalidArgument, UserError
 
 #: mmseg evaluators that save predicted label maps under ``output_dir``.
 SEG_EVALUATORS_WITH_OUTPUT = ('IoUMetric', 'CityscapesMetric')
@@ -205,9 +204,8 @@ def check_checkpoint(cfg, checkpoint, whole_model=True):
 
 def configure_test(cfg, checkpoint, out=None, show=False, show_dir=None,
                    wait_time=2, tta=False):
-    """Apply ``tools/test.py``'s options to ``cfg`` (as MMSeg's test.py)."""
-    if not osp.isfile(checkpoint):
-        raise PathNotFound(f'checkpoint {checkpoint} does not exist')
+    """Apply ``tools/test.py``'s options to ``cfg`` (as MMSeg's test.py);
+    a missing checkpoint, or a folder, is refused by the reading."""
     check_checkpoint(cfg, checkpoint)
     cfg.load_from = checkpoint
     if show or show_dir:

@@ -4,8 +4,9 @@ Every image and label map of the train/val lists must exist and be whole,
 an image and its label map must have the same size, and labels may hold
 only the train ids (0 .. num_classes-1) and the ignore index. Image sizes
 come from the file headers, completeness from the PNG/JPEG end marker and
-a PNG's integrity from its chunk checksums, so images are never decoded; label maps are decoded (their values are the
-point). Samples are checked in parallel.
+a PNG's integrity from its chunk checksums, so images are never decoded;
+label maps are decoded (their values are the point). Samples are checked
+in parallel.
 
 :func:`check_dataset` does the work for ``tools/check_dataset.py`` and for
 :class:`CheckDatasetHook`, which runs it at ``before_train``.

@@ -79,8 +79,7 @@ def dataset_meta_of(checkpoint, model):
     if meta is None and hasattr(model, 'decode_head'):
         if checkpoint:  # not worth a warning when no checkpoint was given
             print_log('The checkpoint has no dataset_meta: using the '
-                      'Cityscapes '
-                      'classes and palette.', logger='current',
+                      'Cityscapes classes and palette.', logger='current',
                       level=logging.WARNING)
         meta = {k: CityscapesDataset.METAINFO[k]
                 for k in ('classes', 'palette')}
