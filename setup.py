@@ -48,6 +48,7 @@ setup(
     'segmentation of driving scenes, with exact re-parameterization.',
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
+    license='Apache-2.0',
     packages=find_packages(include=['repvgg_seg', 'repvgg_seg.*']),
     py_modules=['repvgg_seg_hook'],
     cmdclass=dict(build_py=build_py_with_pth,

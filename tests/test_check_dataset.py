@@ -58,7 +58,7 @@ BREAKAGES = {
                          'unreadable label map'),
     'label of another size': (
         lambda r: write_label(first(r, 'label'), np.zeros((32, 64), np.uint8)),
-        'label map is 64x32 but its image is 128x64'),
+        'label map is 32x64 (HxW) but its image is 64x128'),
     'values outside the train ids': (
         lambda r: write_label(first(r, 'label'),
                               np.full((64, 128), 40, np.uint8)),

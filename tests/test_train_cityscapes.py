@@ -71,6 +71,16 @@ def test_train_saves_mmseg_checkpoint_and_evaluates(trained):
     assert 'mIoU' in log and 'road' in log  # per-class table and mean
 
 
+def test_a_second_run_gives_the_same_weights(tmp_path, data_root, trained):
+    """The configs are seeded (README's quick-start figures come back)."""
+    result = _train(tmp_path, data_root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    again = _checkpoint(tmp_path / 'iter_6.pth')['state_dict']
+    first = _checkpoint(trained / 'iter_6.pth')['state_dict']
+    assert again.keys() == first.keys()
+    assert all(torch.equal(again[k], first[k]) for k in first)
+
+
 def test_resume_after_kill_continues_the_same_schedule(
         tmp_path, data_root, trained):
     work_dir = tmp_path / 'interrupted'
@@ -104,8 +114,9 @@ def test_resume_after_kill_continues_the_same_schedule(
 def test_two_process_distributed_training_on_cpu(tmp_path, data_root):
     env = dict(os.environ, OMP_NUM_THREADS='1')
     result = subprocess.run(
+        # --standalone: a free port, so parallel runs cannot collide
         [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-         '--master_port=29517', str(REPO / 'tools/train.py'), CONFIG,
+         '--standalone', str(REPO / 'tools/train.py'), CONFIG,
          '--launcher', 'pytorch', '--work-dir', str(tmp_path),
          '--cfg-options', 'train_cfg.max_iters=2', *_data_options(data_root)],
         cwd=REPO, capture_output=True, text=True, env=env, timeout=600)

@@ -10,12 +10,10 @@ problems, 2 when the config or the data folders cannot be read.
 """
 import argparse
 
-from mmengine.config import DictAction
-
 import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
 from repvgg_seg.apis import check_data
 from repvgg_seg.datasets.check import plural
-from repvgg_seg.utils.cli import run_cli
+from repvgg_seg.utils.cli import add_cfg_options, positive, run_cli
 from repvgg_seg.utils.text import printable
 
 
@@ -23,12 +21,11 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config', help='training config')
     parser.add_argument('--splits', nargs='+', default=['train', 'val'],
-                        choices=['train', 'val', 'test'])
-    parser.add_argument('--nproc', type=int, default=8,
+                        choices=['train', 'val', 'test'],
+                        help='data sets to check (default: train val)')
+    parser.add_argument('--nproc', type=positive(int), default=8,
                         help='worker processes (default: %(default)s)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, e.g. '
-                        'train_dataloader.dataset.data_root=DIR')
+    add_cfg_options(parser, 'train_dataloader.dataset.data_root=DIR')
     return parser.parse_args(argv)
 
 

@@ -13,10 +13,19 @@ Then, e.g.: trtexec --onnx=OUT.onnx --fp16 --saveEngine=OUT.engine
 """
 import argparse
 
+import torch
+
 import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
 from repvgg_seg.apis import export_onnx
 from repvgg_seg.deploy.onnx_export import DEFAULT_OPSET
-from repvgg_seg.utils.cli import run_cli
+from repvgg_seg.utils.cli import bounded, positive, run_cli
+
+#: Opsets the TorchScript exporter writes that hold every op used here
+#: (Resize with sizes needs 11); larger sides than this are no camera frame.
+MIN_OPSET, MAX_SIDE = 11, 8192
+MAX_OPSET = getattr(torch.onnx._constants,
+                    'ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET',
+                    torch.onnx._constants.ONNX_MAX_OPSET)
 
 
 def parse_args(argv=None):
@@ -24,16 +33,20 @@ def parse_args(argv=None):
     parser.add_argument('config', help='training or deploy config')
     parser.add_argument('checkpoint', help='training or fused checkpoint')
     parser.add_argument('out', help='ONNX file to write')
-    parser.add_argument('--shape', nargs=2, type=int, metavar=('H', 'W'),
-                        help='input size (default: the test pipeline\'s)')
+    parser.add_argument('--shape', nargs=2, metavar=('H', 'W'),
+                        type=positive(int, MAX_SIDE),
+                        help=f'input size, each side 1..{MAX_SIDE} '
+                        '(default: the test pipeline\'s)')
     parser.add_argument('--dynamic', action='store_true',
                         help='dynamic batch, height and width')
     parser.add_argument('--fp16', action='store_true',
                         help='float16 weights, input and output')
     parser.add_argument('--with-argmax', action='store_true',
                         help='output the label map instead of the logits')
-    parser.add_argument('--opset', type=int, default=DEFAULT_OPSET,
-                        help='ONNX opset (default: %(default)s)')
+    parser.add_argument('--opset', default=DEFAULT_OPSET,
+                        type=bounded(int, MIN_OPSET, MAX_OPSET, 'an opset'),
+                        help=f'ONNX opset, {MIN_OPSET}..{MAX_OPSET} '
+                        '(default: %(default)s)')
     parser.add_argument('--check-images', metavar='GLOB',
                         help='images to compare labels on (default: up to 8 '
                         'validation images of the config, if present)')
@@ -57,7 +70,7 @@ def main(argv=None):
     height, width = report['shape']
     print(f'Graph of {sum(report["ops"].values())} nodes; on the path from '
           f'the image: {ops}')
-    print(f'Saved {report["out"]}: RepVGG-{report["arch"]}, '
+    print(f'wrote {report["out"]}: RepVGG-{report["arch"]}, '
           f'{report["precision"]}, {height}x{width}'
           f'{" (dynamic)" if args.dynamic else ""}, outputs '
           f'{report["output"]}; input {report["preprocessing"]}')

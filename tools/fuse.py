@@ -32,7 +32,7 @@ def main(argv=None):
           f'{report["relative_diff"]:.2e}')
     print(f'Parameters: {report["params"] / 1e6:.2f} M -> '
           f'{report["fused_params"] / 1e6:.2f} M')
-    print(f'Saved fused checkpoint {report["out_checkpoint"]} and deploy '
+    print(f'wrote fused checkpoint {report["out_checkpoint"]} and deploy '
           f'config {report["out_config"]}')
 
 

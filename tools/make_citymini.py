@@ -7,7 +7,10 @@ import argparse
 import time
 
 from repvgg_seg.apis import generate_citymini, make_driving_video
-from repvgg_seg.utils.cli import run_cli
+from repvgg_seg.utils.cli import bounded, positive, run_cli
+
+#: Scene sizes the street renderer draws sensibly.
+MIN_SIDE, MAX_SIDE = 32, 8192
 
 
 def parse_args():
@@ -16,17 +19,26 @@ def parse_args():
         '--out',
         default='data/citymini',
         help='output Cityscapes root (default: %(default)s)')
-    parser.add_argument('--num-train', type=int, default=24)
-    parser.add_argument('--num-val', type=int, default=8)
-    parser.add_argument('--height', type=int, default=256)
-    parser.add_argument('--width', type=int, default=512)
-    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--num-train', type=positive(int), default=24,
+                        help='training scenes (default: %(default)s)')
+    parser.add_argument('--num-val', type=positive(int), default=8,
+                        help='validation scenes (default: %(default)s)')
+    parser.add_argument('--height', type=bounded(int, MIN_SIDE, MAX_SIDE),
+                        default=256, help='scene height in pixels '
+                        '(default: %(default)s)')
+    parser.add_argument('--width', type=bounded(int, MIN_SIDE, MAX_SIDE),
+                        default=512, help='scene width in pixels '
+                        '(default: %(default)s)')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='random seed (default: %(default)s)')
     parser.add_argument(
         '--video',
         metavar='PATH',
         help='also write a synthetic driving video here (.mp4)')
-    parser.add_argument('--frames', type=int, default=150)
-    parser.add_argument('--fps', type=float, default=15.0)
+    parser.add_argument('--frames', type=positive(int), default=150,
+                        help='video frames (default: %(default)s)')
+    parser.add_argument('--fps', type=positive(float, 1000), default=15.0,
+                        help='video frame rate (default: %(default)s)')
     return parser.parse_args()
 
 

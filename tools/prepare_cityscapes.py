@@ -5,7 +5,7 @@ Example: python tools/prepare_cityscapes.py data/citymini --nproc 4
 import argparse
 
 from repvgg_seg.apis import prepare_cityscapes
-from repvgg_seg.utils.cli import run_cli
+from repvgg_seg.utils.cli import positive, run_cli
 
 
 def parse_args():
@@ -14,7 +14,7 @@ def parse_args():
         'data_root', help='folder that holds leftImg8bit/ and gtFine/')
     parser.add_argument(
         '--nproc',
-        type=int,
+        type=positive(int),
         default=None,
         help='worker processes (default: CPU count, at most 8)')
     return parser.parse_args()

@@ -1,5 +1,9 @@
-"""Test (and evaluate) a segmentor or classifier (MMSegmentation's
-``tools/test.py``): prints per-class IoU and mIoU, or top-1/top-5."""
+"""Test a segmentor or classifier: per-class IoU and mIoU, or top-1/top-5.
+
+As MMSegmentation's ``tools/test.py``. Without --work-dir the logs and
+metrics go to ``work_dirs/<config name>/``, or for a fused model (the
+deploy config written by tools/fuse.py) next to its checkpoint.
+"""
 import argparse
 
 import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)

@@ -3,6 +3,7 @@
 checks that fail in seconds, with one line, on what the Runner would trip
 over deep inside (or, for ``load_from``, half-load with warnings)."""
 import logging
+import math
 import os
 import os.path as osp
 import shutil
@@ -24,12 +25,80 @@ from ..models.checkpoints import (CheckpointMismatch, backbone_arch,
                                   is_fused_checkpoint, load_weights,
                                   read_checkpoint, state_dict_of)
 from ..models.pretrained_urls import fetch_pretrained
+from ..compat import find_latest_complete_checkpoint
 from ..utils.config import read_config
-from ..utils.errors import InvalidArgument, PathNotFound
+from ..utils.errors import ConfigError, InvalidArgument, UserError
 from ..utils.files import TMP_PREFIX, folder_lock
 
 #: mmseg evaluators that save predicted label maps under ``output_dir``.
 SEG_EVALUATORS_WITH_OUTPUT = ('IoUMetric', 'CityscapesMetric')
+
+
+#: Variables torchrun sets for each process of a ``--launcher pytorch`` run.
+TORCHRUN_VARIABLES = ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
+
+
+def _positive_int(value):
+    return isinstance(value, int) and not isinstance(value, bool) and \
+        value > 0
+
+
+def _seed(value):
+    return value is None or (isinstance(value, int)
+                             and not isinstance(value, bool))
+
+
+def _learning_rate(value):
+    return isinstance(value, (int, float)) and not isinstance(
+        value, bool) and math.isfinite(value) and value > 0
+
+
+#: ``(setting, valid(value), what it must be)``, checked where present: the
+#: Runner would fail on these deep inside (or, for ``val_interval``, at the
+#: first validation), with a traceback.
+RUNNER_SETTINGS = (
+    ('train_cfg.max_iters', _positive_int, 'a positive integer'),
+    ('train_cfg.max_epochs', _positive_int, 'a positive integer'),
+    ('train_cfg.val_interval', _positive_int, 'a positive integer'),
+    ('train_dataloader.batch_size', _positive_int, 'a positive integer'),
+    ('val_dataloader.batch_size', _positive_int, 'a positive integer'),
+    ('test_dataloader.batch_size', _positive_int, 'a positive integer'),
+    ('model.decode_head.num_classes', _positive_int, 'a positive integer'),
+    ('model.head.num_classes', _positive_int, 'a positive integer'),
+    ('randomness.seed', _seed, 'an integer or None'),
+    ('optim_wrapper.optimizer.lr', _learning_rate,
+     'a finite positive number'),
+)
+_MISSING = object()
+
+
+def _setting(cfg, dotted):
+    first, *rest = dotted.split('.')
+    node = cfg.get(first, _MISSING)
+    for part in rest:
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def check_runner_settings(cfg):
+    """Refuse, in one line, a config the Runner cannot run: no model, or a
+    setting of :data:`RUNNER_SETTINGS` of the wrong kind."""
+    if not isinstance(cfg.get('model'), dict):
+        raise ConfigError(f'{cfg.filename} defines no model: a config needs '
+                          'model = dict(type=...), or a _base_ config that '
+                          'defines it')
+    for key, valid, what in RUNNER_SETTINGS:
+        value = _setting(cfg, key)
+        if value is not _MISSING and not valid(value):
+            raise ConfigError(f'{key} is {value!r} (from {cfg.filename} '
+                              f'or --cfg-options): it must be {what}')
+
+
+def default_work_dir(config_path):
+    """MMSeg's default: ``work_dirs/<config name>``."""
+    return osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
 
 
 def load_runner_config(path, cfg_options=None, work_dir=None,
@@ -37,12 +106,18 @@ def load_runner_config(path, cfg_options=None, work_dir=None,
     """Read ``path``, apply ``--cfg-options`` and ``--work-dir`` the MMSeg
     way (default ``work_dirs/<config name>``)."""
     cfg = read_config(path, cfg_options)
+    check_runner_settings(cfg)
+    missing = [name for name in TORCHRUN_VARIABLES if name not in os.environ]
+    if launcher == 'pytorch' and missing:
+        raise InvalidArgument(
+            f'--launcher pytorch runs under torchrun, which sets '
+            f'{", ".join(missing)}: start it as torchrun --nproc_per_node=N '
+            'tools/train.py CONFIG --launcher pytorch (or drop --launcher)')
     cfg.launcher = launcher
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(path))[0])
+        cfg.work_dir = default_work_dir(path)
     if launcher != 'none' and not torch.cuda.is_available():
         _distributed_on_cpu(cfg)
     return cfg
@@ -121,9 +196,18 @@ def enable_amp(cfg, precision='fp16'):
 
 
 def build_runner(cfg):
-    if 'runner_type' in cfg:
-        return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+    """The Runner of ``cfg``; a KeyError/ValueError/TypeError while building
+    it (the model, the hooks) is a setting of the config that does not
+    work, reported as such."""
+    try:
+        if 'runner_type' in cfg:
+            return RUNNERS.build(cfg)
+        return Runner.from_cfg(cfg)
+    except (KeyError, ValueError, TypeError) as exc:
+        if isinstance(exc, UserError):
+            raise
+        raise ConfigError(f'cannot build the Runner of {cfg.filename} '
+                          f'({type(exc).__name__}: {exc})') from None
 
 
 def check_checkpoint(cfg, checkpoint, whole_model=True):
@@ -189,9 +273,8 @@ def _refuse_out_among_inputs(cfg, out):
 
 def configure_test(cfg, checkpoint, out=None, show=False, show_dir=None,
                    wait_time=2, tta=False, show_interval=1):
-    """Apply ``tools/test.py``'s options to ``cfg`` (as MMSeg's test.py)."""
-    if '://' not in checkpoint and not osp.isfile(checkpoint):
-        raise PathNotFound(f'checkpoint {checkpoint} does not exist')
+    """Apply ``tools/test.py``'s options to ``cfg`` (as MMSeg's test.py);
+    a missing checkpoint, or a folder, is refused by the reading."""
     check_checkpoint(cfg, checkpoint)
     cfg.load_from = checkpoint
     if show or show_dir:
@@ -224,12 +307,17 @@ def train(config, work_dir=None, resume=False, amp=None, cfg_options=None,
     check_data_roots(cfg, ('train', 'val'))
     if cfg.get('load_from') and not cfg.resume:
         check_checkpoint(cfg, cfg.load_from, whole_model=False)
+    if cfg.resume:  # mmengine would resume what fits, with warnings
+        resume_from = cfg.get('load_from') or \
+            find_latest_complete_checkpoint(cfg.work_dir)
+        if resume_from:
+            check_checkpoint(cfg, resume_from)
     if _launcher_rank(launcher) != 0:  # rank 0 alone writes the work_dir
-        build_runner(cfg).train()
+        _train_and_leave(build_runner(cfg))
         return
     with folder_lock(cfg.work_dir, 'training', 'pass another --work-dir'):
         remove_stale_temp_files(cfg.work_dir)
-        build_runner(cfg).train()
+        _train_and_leave(build_runner(cfg))
 
 
 def _launcher_rank(launcher):
@@ -239,12 +327,37 @@ def _launcher_rank(launcher):
     return int(os.environ.get(variable, 0)) if variable else 0
 
 
+def _train_and_leave(runner):
+    try:
+        runner.train()
+    except BaseException:
+        _leave_process_group(wait_for_others=False)
+        raise
+    _leave_process_group(wait_for_others=True)
+
+
+def _leave_process_group(wait_for_others):
+    """End a distributed run's process group before the interpreter exits:
+    a rank that exits with gloo's threads still running aborts
+    ("terminate called without an active exception"), which fails the
+    whole torchrun job. Only a rank that finished waits for the others."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if wait_for_others:
+        dist.barrier()
+    dist.destroy_process_group()
+
+
 def test(config, checkpoint, work_dir=None, out=None, show=False,
          show_dir=None, wait_time=2, tta=False, cfg_options=None,
          launcher='none', show_interval=1):
     """``tools/test.py``: evaluate ``checkpoint`` (training or fused form)
     with ``config``'s test set and metric."""
     cfg = load_runner_config(config, cfg_options, work_dir, launcher)
+    if work_dir is None and cfg.work_dir == default_work_dir(config) and \
+            is_deploy_config(cfg):  # tools/fuse.py's config, next to it
+        cfg.work_dir = osp.dirname(osp.abspath(checkpoint))
     configure_test(cfg, checkpoint, out, show, show_dir, wait_time, tta,
                    show_interval)
     check_data_roots(cfg, ('test', ))

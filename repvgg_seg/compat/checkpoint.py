@@ -21,6 +21,8 @@ from ..utils.errors import PathNotFound, UserError
 
 #: Methods a pickled HistoryBuffer refers to by ``getattr(HistoryBuffer, name)``.
 HISTORY_BUFFER_METHODS = ('min', 'max', 'mean', 'current')
+#: The first byte of a pickle of protocol >= 2 (legacy torch.save files).
+PICKLE_PROTO = pickle.PROTO
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -102,9 +104,36 @@ def safe_torch_load(source, name, map_location='cpu'):
 
 def load_from_local(filename, map_location='cpu'):
     """``torch.load`` of a local file with ``weights_only=True`` and
-    readable errors."""
+    readable errors (a folder or a file of another kind is named as such)."""
     filename = osp.expanduser(str(filename))
+    if osp.isdir(filename):
+        raise CheckpointError(f'checkpoint {filename} is a directory: give '
+                              'the checkpoint file inside it (e.g. '
+                              f'{osp.join(filename, "iter_1000.pth")})')
     if not osp.isfile(filename):
         raise PathNotFound(
             f'checkpoint {filename} does not exist: check the path')
+    not_torch = _not_a_torch_file(filename)
+    if not_torch:
+        raise CheckpointError(f'cannot read checkpoint {filename}: '
+                              f'{not_torch}')
     return safe_torch_load(filename, filename, map_location)
+
+
+def _not_a_torch_file(filename):
+    """What the file is when it is neither of torch.save's formats (a zip
+    archive, truncated or not, or a pickle from torch < 1.6), else
+    ``None``: only a real pickle can ask for code, so only that deserves
+    the warning."""
+    with open(filename, 'rb') as f:
+        head = f.read(16)
+    if head[:4] == b'PK\x03\x04' or head[:1] == PICKLE_PROTO:
+        return None
+    if len(head) >= 10 and head[8:10] == b'{"':
+        return ('it is a safetensors file, not a PyTorch checkpoint (load '
+                'it with safetensors.torch.load_file and torch.save the '
+                'dict)')
+    if not head:
+        return 'the file is empty'
+    return ('it is not a PyTorch checkpoint (neither the zip archive nor '
+            'the pickle torch.save writes)')

@@ -3,13 +3,15 @@
 Every image and label map of the train/val lists must exist and be whole,
 an image and its label map must have the same size, and labels may hold
 only the train ids (0 .. num_classes-1) and the ignore index. Image sizes
-come from the file headers and completeness from the PNG/JPEG end marker,
-so images are never decoded; label maps are decoded (their values are the
-point). Samples are checked in parallel.
+come from the file headers, completeness from the PNG/JPEG end marker and
+a PNG's integrity from its chunk checksums, so images are never decoded;
+label maps are decoded (their values are the point). Samples are checked
+in parallel.
 
 :func:`check_dataset` does the work for ``tools/check_dataset.py`` and for
 :class:`CheckDatasetHook`, which runs it at ``before_train``.
 """
+import os
 import os.path as osp
 
 import numpy as np
@@ -96,30 +98,46 @@ def _is_whole(path, image_format):
         return marker in f.read()
 
 
+def _missing(path, what):
+    if osp.islink(path) and not osp.exists(path):
+        return f'{path}: {what} is a link to {os.readlink(path)}, which ' \
+            'does not exist'
+    return None if osp.isfile(path) else f'{path}: missing {what}'
+
+
 def _image_size(path, problems):
-    if not osp.isfile(path):
-        problems.append(f'{path}: missing image')
+    missing = _missing(path, 'image')
+    if missing:
+        problems.append(missing)
         return None
     try:
         with Image.open(path) as image:
             size, image_format = image.size, image.format
+            if not _is_whole(path, image_format):
+                problems.append(f'{path}: truncated image (no '
+                                f'{image_format} end marker)')
+                return None
+            if image_format == 'PNG':
+                image.verify()  # every chunk's CRC: a corrupt body fails
+    except Image.DecompressionBombError as exc:
+        problems.append(f'{path}: not a camera image ({exc})')
+        return None
     except (OSError, SyntaxError, ValueError) as exc:
         problems.append(f'{path}: unreadable image ({exc})')
-        return None
-    if not _is_whole(path, image_format):
-        problems.append(f'{path}: truncated image (no {image_format} end '
-                        'marker)')
         return None
     return size
 
 
 def _label_problems(path, image_size, rules):
-    if not osp.isfile(path):
-        return [f'{path}: missing label map']
+    missing = _missing(path, 'label map')
+    if missing:
+        return [missing]
     try:
         with Image.open(path) as label:
             label.load()
             mode, size, values = label.mode, label.size, np.asarray(label)
+    except Image.DecompressionBombError as exc:
+        return [f'{path}: not a label map of a camera image ({exc})']
     except (OSError, SyntaxError, ValueError) as exc:
         return [f'{path}: unreadable label map ({exc})']
     if mode not in LABEL_MODES:
@@ -127,8 +145,8 @@ def _label_problems(path, image_size, rules):
                 'of train ids (a *_labelTrainIds.png, not a colour map)']
     problems = []
     if image_size is not None and size != image_size:
-        problems.append(f'{path}: label map is {size[0]}x{size[1]} but its '
-                        f'image is {image_size[0]}x{image_size[1]}')
+        problems.append(f'{path}: label map is {size[1]}x{size[0]} (HxW) '
+                        f'but its image is {image_size[1]}x{image_size[0]}')
     present = np.flatnonzero(np.bincount(values.ravel())) if \
         values.dtype == np.uint8 else np.unique(values)
     allowed, what = rules
@@ -149,11 +167,34 @@ def check_sample(task):
     return problems
 
 
+def dangling_links(folder, suffix):
+    """``'path: ...'`` for each link ending in ``suffix`` under ``folder``
+    that points nowhere: folder scans (mmengine's, MMSeg's data sets) list
+    files only, so they skip those samples without a word."""
+    found = []
+    for parent, _, names in os.walk(folder):
+        found += [_missing(osp.join(parent, name), 'image') for name in names
+                  if name.endswith(suffix) and not osp.exists(
+                      osp.join(parent, name))]
+    return sorted(found)
+
+
+def _scan_problems(dataset):
+    """The dangling links a data set built by scanning its image folder
+    (no ``ann_file``) skipped."""
+    plain = _unwrap(dataset)
+    folder = plain.data_prefix.get('img_path') or plain.data_root
+    if plain.ann_file or not folder or not osp.isdir(folder):
+        return []
+    return dangling_links(folder, plain.img_suffix)
+
+
 def check_dataset(dataset, nproc=8, shard=(0, 1)):
     """Problems of every sample of a built data set, as ``'path: what'``;
     ``shard=(rank, world_size)`` checks every ``world_size``-th sample."""
     rules = label_rules(dataset)
     rank, world_size = shard
+    scan_problems = _scan_problems(dataset) if rank == 0 else []
     tasks = []
     for index in range(rank, len(dataset), world_size):
         info = dataset.get_data_info(index)
@@ -164,7 +205,7 @@ def check_dataset(dataset, nproc=8, shard=(0, 1)):
                                           chunksize=8)
     else:
         results = track_progress(check_sample, tasks)
-    return [problem for found in results for problem in found]
+    return scan_problems + [problem for found in results for problem in found]
 
 
 def dataset_cfgs(cfg, splits):
@@ -177,16 +218,45 @@ def dataset_cfgs(cfg, splits):
     return found
 
 
-def data_folders(dataset_cfg):
-    """The folders and files a data set config reads its lists from."""
+def _leaf_cfgs(dataset_cfg):
+    """The configs of the data sets inside Concat/Repeat wrappers."""
     inner = dataset_cfg.get('datasets') or (
         [dataset_cfg.dataset] if 'dataset' in dataset_cfg else None)
     if inner:
-        return [path for cfg in inner for path in data_folders(cfg)]
+        return [leaf for cfg in inner for leaf in _leaf_cfgs(cfg)]
+    return [dataset_cfg]
+
+
+def _folders(dataset_cfg):
+    """The folders and files a data set config reads its lists from."""
     root = dataset_cfg.get('data_root') or ''
     relative = list((dataset_cfg.get('data_prefix') or {}).values())
     relative.append(dataset_cfg.get('ann_file'))
     return [osp.join(root, path) for path in relative if path]
+
+
+def data_folders(dataset_cfg):
+    """Every folder and list file a data set config (wrappers included)
+    reads."""
+    return [path for leaf in _leaf_cfgs(dataset_cfg)
+            for path in _folders(leaf)]
+
+
+def _is_empty(dataset_cfg):
+    """The list file (or, without one, the image folder) of an existing
+    data set holds no sample: MMSeg's data sets fail to build on it with
+    "need at least one array to concatenate"."""
+    root = dataset_cfg.get('data_root') or ''
+    if dataset_cfg.get('ann_file'):
+        path = osp.join(root, dataset_cfg.ann_file)
+        if osp.isfile(path):
+            with open(path) as f:
+                return (path, not any(line.strip() for line in f))
+        return (path, False)
+    images = (dataset_cfg.get('data_prefix') or {}).get('img_path')
+    path = osp.join(root, images or '')
+    return (path, osp.isdir(path) and not any(
+        files for _, _, files in os.walk(path)))
 
 
 def check_data_roots(cfg, splits):
@@ -195,10 +265,15 @@ def check_data_roots(cfg, splits):
     otherwise ends in a traceback from deep inside the Runner."""
     problems, split_of_first = [], None
     for split, dataset_cfg in dataset_cfgs(cfg, splits).items():
-        for path in data_folders(dataset_cfg):
-            if not osp.exists(path):
-                problems.append(f'{path} does not exist')
-                split_of_first = split_of_first or split
+        for leaf in _leaf_cfgs(dataset_cfg):
+            found = [f'{path} does not exist' for path in _folders(leaf)
+                     if not osp.exists(path)]
+            path, empty = (None, False) if found else _is_empty(leaf)
+            if empty:
+                found.append(f'{path} holds no samples (an empty {split} '
+                             'split)')
+            problems += found
+            split_of_first = split_of_first or (split if found else None)
     if problems:
         raise DatasetCheckError(
             problems, 'the data paths', 'prepare the data set (README, '

@@ -8,6 +8,7 @@ broken download fails with one line that names the file, not with a traceback
 from a worker process. Re-runs skip labels that are already up to date.
 """
 import io
+import math
 import os
 import os.path as osp
 
@@ -18,6 +19,7 @@ from mmengine.utils import scandir, track_parallel_progress, track_progress
 from PIL import Image
 from ..utils.errors import UserError
 from ..utils.files import atomic_write
+from .check import dangling_links
 
 SPLITS = ('train', 'val', 'test')
 IMG_SUFFIX = '_leftImg8bit.png'
@@ -34,11 +36,23 @@ class CityscapesPrepError(UserError, ValueError):
 
 
 def _stems(folder, suffix):
-    """Sorted 'city/city_seq_frame' stems of the files ending in suffix."""
+    """Sorted 'city/city_seq_frame' stems of the files ending in suffix; a
+    line break in a name is refused (the split lists hold one a line)."""
     if not osp.isdir(folder):
         return []
-    return sorted(name[:-len(suffix)]
-                  for name in scandir(folder, suffix, recursive=True))
+    stems = sorted(name[:-len(suffix)]
+                   for name in scandir(folder, suffix, recursive=True))
+    dangling = dangling_links(folder, suffix)
+    if dangling:
+        raise CityscapesPrepError(f'{dangling[0]} ({len(dangling)} in '
+                                  'all): restore the files or remove them')
+    for stem in stems:
+        if '\n' in stem or '\r' in stem:
+            raise CityscapesPrepError(
+                f'{osp.join(folder, stem + suffix)!r} has a line break in '
+                'its name, which the split lists (one name a line) cannot '
+                'hold: rename it')
+    return stems
 
 
 def _require_counterparts(stems, counterparts, own, other, fix):
@@ -105,6 +119,11 @@ def _load_annotation(json_path):
             f'invalid polygon JSON {json_path} ({type(err).__name__}: {err}): '
             're-download or regenerate it') from None
     for obj in annotation.objects:
+        if not all(math.isfinite(v) for point in obj.polygon
+                   for v in (point.x, point.y)):
+            raise CityscapesPrepError(
+                f'{json_path}: a polygon of {obj.label!r} has a NaN or '
+                'infinite coordinate: re-download or regenerate it')
         label = obj.label
         if label not in name2label and label.endswith('group'):
             label = label[:-len('group')]  # cityscapesscripts' own fallback
@@ -120,15 +139,18 @@ def _check_image(image_path, annotation, json_path):
         with Image.open(image_path) as image:
             size = image.size
             image.verify()  # checks the PNG chunk checksums without decoding
+    except Image.DecompressionBombError as err:
+        raise CityscapesPrepError(f'{image_path}: {err}; not a camera frame, '
+                                  'refusing to decode it') from None
     except (OSError, SyntaxError, ValueError) as err:
         raise CityscapesPrepError(
             f'corrupt image {image_path} ({err}): re-download or regenerate '
             'it') from None
     if size != (annotation.imgWidth, annotation.imgHeight):
         raise CityscapesPrepError(
-            f'{image_path} is {size[0]}x{size[1]} but {json_path} says '
-            f'{annotation.imgWidth}x{annotation.imgHeight}: the two do not '
-            'belong together')
+            f'{image_path} is {size[1]}x{size[0]} (HxW) but {json_path} '
+            f'says {annotation.imgHeight}x{annotation.imgWidth}: the two do '
+            'not belong together')
 
 
 def _prepare_sample(paths):
@@ -155,6 +177,9 @@ def _prepare_sample(paths):
         atomic_write(png.getvalue(), out_path)
     except CityscapesPrepError as err:
         return err
+    except OSError as err:  # disk full, read-only folder
+        return CityscapesPrepError(f'cannot write {out_path}: '
+                                   f'{err.strerror or err}')
     return CONVERTED
 
 

@@ -5,12 +5,14 @@ bug and keeps its traceback. SIGTERM (``kill``, a scheduler's pre-emption)
 unwinds the tool like Ctrl-C, so its temporary files are removed and its
 locks released.
 """
+import argparse
 import functools
+import math
 import os
 import signal
 import sys
 
-from .errors import UserError
+from .errors import ConfigError, UserError
 from .text import printable
 
 USER_ERROR_EXIT = 2
@@ -73,16 +75,73 @@ def run_cli(main, *args):
     sys.exit(cli_main(main)(*args))
 
 
+def bounded(kind, low, high=None, what=None):
+    """An argparse ``type``: a finite ``kind`` (int or float) in
+    ``[low, high]``, else argparse's usage error naming the range."""
+    what = what or ('an integer' if kind is int else 'a number')
+    bounds = f'{low}..{high}' if high is not None else f'>= {low}'
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f'{text!r} is not {what}') from None
+        if not math.isfinite(value) or value < low or (
+                high is not None and value > high):
+            raise argparse.ArgumentTypeError(
+                f'{text} is out of range: expected {what} {bounds}')
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def positive(kind, high=None):
+    """An argparse ``type``: ``kind`` > 0 (a count, a size, a rate)."""
+    if kind is int:
+        return bounded(int, 1, high, 'a positive integer')
+    return bounded(float, math.ulp(0.0), high, 'a positive number')
+
+
+def _cfg_options_action():
+    """mmengine's ``DictAction``, with the one-line error (not a
+    traceback) for an item that is not ``KEY=VALUE``."""
+    from mmengine.config import DictAction
+
+    class CfgOptions(DictAction):
+        def __call__(self, parser, namespace, values, option_string=None):
+            for item in values:
+                if '=' not in item or item.startswith('='):
+                    raise ConfigError(
+                        f'--cfg-options {item!r} is not KEY=VALUE (e.g. '
+                        'train_cfg.max_iters=1000)')
+            super().__call__(parser, namespace, values, option_string)
+
+    return CfgOptions
+
+
+def add_cfg_options(parser, example_option):
+    """MMSeg's ``--cfg-options KEY=VALUE ...``."""
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=_cfg_options_action(),
+        metavar='KEY=VALUE',
+        help=f'override config settings, e.g. {example_option}')
+
+
 def add_runner_arguments(parser, example_option):
     """MMSeg's ``--cfg-options``, ``--launcher`` and ``--local-rank``, shared
     by ``tools/train.py`` and ``tools/test.py``."""
-    from mmengine.config import DictAction
+    add_cfg_options(parser, example_option)
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help=f'override config settings, e.g. {example_option}')
-    parser.add_argument('--launcher', default='none',
-                        choices=['none', 'pytorch', 'slurm', 'mpi'])
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+        '--launcher', default='none',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        help='job launcher: none (one process, default) or pytorch for '
+        'torchrun (slurm and mpi need GPUs)')
+    parser.add_argument(
+        '--local_rank', '--local-rank', type=int, default=0,
+        help='set by older launchers (torch.distributed.launch); torchrun '
+        'sets LOCAL_RANK instead (default: 0)')
 
 
 def parse_runner_args(parser):

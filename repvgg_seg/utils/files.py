@@ -45,9 +45,11 @@ def atomic_write(data, path, mode='wb', encoding=None):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if osp.exists(tmp):
             os.remove(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = path  # "No space left on device" names no file
         raise
 
 

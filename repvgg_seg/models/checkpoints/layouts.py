@@ -64,6 +64,11 @@ def unwrap_state_dict(checkpoint):
         raise CheckpointMismatch(
             'checkpoint holds no state dict of tensors (looked at the top '
             "level and under 'state_dict' / 'model')")
+    odd_key = next((k for k in state if not isinstance(k, str)), None)
+    if odd_key is not None:
+        raise CheckpointMismatch(
+            f'the state dict has a key {odd_key!r} of type '
+            f'{type(odd_key).__name__}: keys must be parameter names (str)')
     return {k[len('module.'):] if k.startswith('module.') else k: v
             for k, v in state.items()}
 
@@ -114,10 +119,25 @@ def is_deploy_form(state):
 
 
 def _kernel(state, prefix):
+    """The 3x3 (or fused) conv kernel of a block; refused when it is not a
+    4-D kernel, as the arch is read from its shape."""
     for suffix in ('branch_3x3.conv.weight', f'{FUSED_CONV}.weight'):
-        if f'{prefix}.{suffix}' in state:
-            return state[f'{prefix}.{suffix}']
+        kernel = state.get(f'{prefix}.{suffix}')
+        if kernel is not None:
+            if kernel.dim() != 4 or 0 in kernel.shape:
+                raise CheckpointMismatch(
+                    f'{prefix}.{suffix} has shape {tuple(kernel.shape)}, '
+                    'not a conv kernel (out, in, height, width)')
+            return kernel
     return None
+
+
+def _block_index(key):
+    index = key.split('.')[1]
+    if not index.isdigit():
+        raise CheckpointMismatch(f'key {key}: block index {index!r} is not '
+                                 'a number (expected e.g. stage_1.0.)')
+    return int(index)
 
 
 def infer_arch(state):
@@ -125,7 +145,7 @@ def infer_arch(state):
     incomplete, ``'custom'`` when no predefined arch matches."""
     num_blocks = []
     for i in range(1, 5):
-        indices = {int(k.split('.')[1]) for k in state
+        indices = {_block_index(k) for k in state
                    if k.startswith(f'stage_{i}.')}
         num_blocks.append(max(indices) + 1 if indices else 0)
     prefixes = ['stem'] + [f'stage_{i + 1}.{j}' for i, n in

@@ -11,16 +11,31 @@ from .layouts import (CheckpointMismatch, infer_arch, is_deploy_form,
 
 
 def read_checkpoint(path):
-    """The checkpoint dict, loaded safely (weights only) on the CPU."""
-    return CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    """The checkpoint dict, loaded safely (weights only) on the CPU; one
+    that is not a dict, or whose ``meta`` is not one, is refused (every
+    reader below looks things up in both)."""
+    checkpoint = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    for what, value in (('the checkpoint', checkpoint),
+                        ("its 'meta'", checkpoint.get('meta', {})
+                         if isinstance(checkpoint, dict) else {})):
+        if not isinstance(value, dict):
+            raise CheckpointMismatch(
+                f'{path}: {what} is a {type(value).__name__}, not a dict '
+                '(save a dict with a state_dict, as torch.save(model.'
+                'state_dict()) or the Runner does)')
+    return checkpoint
 
 
 def state_dict_of(checkpoint, path):
-    """The flat state dict of a checkpoint read from ``path``."""
+    """The flat state dict of a checkpoint read from ``path``, its RepVGG
+    keys checked (a kernel of no conv shape, a block index that is no
+    number) so that every reader can rely on them."""
     try:
-        return unwrap_state_dict(checkpoint)
+        state = unwrap_state_dict(checkpoint)
+        backbone_arch(state)
     except CheckpointMismatch as exc:
         raise CheckpointMismatch(f'{path}: {exc}') from None
+    return state
 
 
 def is_fused_checkpoint(checkpoint, path):
@@ -57,10 +72,15 @@ def dataset_meta_of(checkpoint, model):
     """Class names and palette saved by the Runner; for a segmentor saved
     without them, Cityscapes' (this project's data set)."""
     meta = checkpoint.get('meta', {}).get('dataset_meta')
+    if meta is not None and not isinstance(meta, dict):
+        raise CheckpointMismatch(
+            f"the checkpoint's meta['dataset_meta'] is a "
+            f'{type(meta).__name__}, not a dict of classes and palette')
     if meta is None and hasattr(model, 'decode_head'):
-        print_log('The checkpoint has no dataset_meta: using the Cityscapes '
-                  'classes and palette.', logger='current',
-                  level=logging.WARNING)
+        if checkpoint:  # not worth a warning when no checkpoint was given
+            print_log('The checkpoint has no dataset_meta: using the '
+                      'Cityscapes classes and palette.', logger='current',
+                      level=logging.WARNING)
         meta = {k: CityscapesDataset.METAINFO[k]
                 for k in ('classes', 'palette')}
     return meta

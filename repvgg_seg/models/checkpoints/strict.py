@@ -47,6 +47,20 @@ def shape_differences(model, state):
             for k, v in state.items() if k in own and own[k].shape != v.shape]
 
 
+def refuse_non_float(model, state, what):
+    """Integer or bool tensors where the model has float ones (a quantized
+    or corrupted file): ``load_state_dict`` would cast them silently into
+    weights that only look trained."""
+    own = model.state_dict()
+    for key, value in state.items():
+        if key in own and own[key].is_floating_point() and \
+                not value.is_floating_point():
+            raise CheckpointMismatch(
+                f'{what}: {key} holds {str(value.dtype)[6:]} values where '
+                'the model has float weights; use a float checkpoint (this '
+                'project does not load quantized or integer weights)')
+
+
 def load_matching_shapes(model, state, what):
     """``load_state_dict(strict=False)``, refusing tensors whose shapes
     differ (those would be another arch's weights); returns the missing and
@@ -57,6 +71,7 @@ def load_matching_shapes(model, state, what):
             f'{what} weights are for RepVGG-{infer_arch(state)} but the model '
             f'is RepVGG-{model.arch_name}; {len(bad)} tensors differ in '
             f'shape, e.g. {bad[0]}. Use the checkpoint of the same arch.')
+    refuse_non_float(model, state, f'{what} weights')
     return model.load_state_dict(state, strict=False)
 
 
@@ -92,6 +107,7 @@ def load_weights(model, checkpoint, path, config_name):
     if shapes:
         raise CheckpointMismatch(f'{where}: {len(shapes)} tensors differ in '
                                  f'shape, e.g. {shapes[0]}')
+    refuse_non_float(model, state, where)
     result = model.load_state_dict(state, strict=False)
     for kind, keys in (('lacks', result.missing_keys),
                        ('has unknown', result.unexpected_keys)):

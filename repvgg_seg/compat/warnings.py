@@ -1,0 +1,29 @@
+"""Silence the warnings our dependencies print in every tool that are known
+to be harmless here, each matched by its message and the module it comes
+from (every other warning still shows):
+
+* setuptools: ``pkg_resources is deprecated`` (mmengine imports it; we pin
+  ``setuptools<81`` in setup.py, so it stays available);
+* mmseg: ``build_loss`` "would be deprecated" (mmseg's own heads call it),
+  the ``avg_non_ignore`` default note (our configs choose the default on
+  purpose, as MMSeg's Cityscapes configs do);
+* mmseg's ``SegVisualizationHook``: "The draw is False" (drawing is off
+  unless ``tools/test.py --show/--show-dir`` turns it on).
+"""
+import warnings
+
+#: ``(message regex, module regex)`` of each known harmless warning.
+KNOWN_HARMLESS = (
+    (r'pkg_resources is deprecated as an API', r'(mmengine|importlib)(\.|$)'),
+    (r'``build_loss`` would be deprecated soon', r'mmseg\.models\.builder$'),
+    (r'Default ``avg_non_ignore`` is False',
+     r'mmseg\.models\.losses\.cross_entropy_loss$'),
+    (r'The draw is False', r'mmseg\.engine\.hooks\.visualization_hook$'),
+)
+
+
+def silence_known_warnings():
+    """Install the filters; call before mmengine/mmseg are imported."""
+    for message, module in KNOWN_HARMLESS:
+        warnings.filterwarnings('ignore', message=message,
+                                category=UserWarning, module=module)

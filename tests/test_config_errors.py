@@ -1,0 +1,106 @@
+"""tools/train.py and tools/test.py refuse configs and options that cannot
+work with one ``error: ...`` line and exit code 2, before the Runner
+starts (it would end in a traceback, or in a ZeroDivisionError at the
+first validation)."""
+import os
+import re
+
+import pytest
+import torch
+from forked import run_tool
+from helpers import REPO_ROOT
+
+from repvgg_seg.datasets import generate_citymini, prepare_cityscapes
+from repvgg_seg.models import build_model
+from repvgg_seg.utils.config import read_config
+
+TINY_CONFIG = os.path.join(REPO_ROOT, 'tests', 'configs',
+                           'pspnet_repvgg_tiny_citymini.py')
+A0_CONFIG = os.path.join(REPO_ROOT, 'configs', 'pspnet_repvgg_a0_citymini.py')
+
+
+def tool(name):
+    return os.path.join(REPO_ROOT, 'tools', f'{name}.py')
+
+
+@pytest.fixture(scope='module')
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp('citymini')
+    generate_citymini(root, num_train=1, num_val=1, height=64, width=128)
+    prepare_cityscapes(root, nproc=1)
+    return root
+
+
+@pytest.fixture(scope='module')
+def tiny_checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp('tiny') / 'tiny.pth'
+    torch.save({'state_dict': build_model(read_config(TINY_CONFIG))
+                .state_dict()}, path)
+    return path
+
+
+def data_options(root):
+    return [f'{split}_dataloader.dataset.data_root={root}'
+            for split in ('train', 'val', 'test')]
+
+
+def error_line(result):
+    assert result.returncode == 2, result
+    assert 'Traceback' not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines()
+              if line.startswith('error: ')]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+@pytest.mark.parametrize('option, expected', [
+    ('foo', r"--cfg-options 'foo' is not KEY=VALUE"),
+    ('model.backbone.arch=Z9', r"unknown arch 'Z9'"),
+    ('train_cfg.max_iters=abc', r"train_cfg.max_iters is 'abc' .*positive "
+     r'integer'),
+    ('train_dataloader.batch_size=0', r'train_dataloader.batch_size is 0'),
+    ('train_cfg.val_interval=0', r'train_cfg.val_interval is 0'),
+    ('randomness.seed=abc', r"randomness.seed is 'abc' .*integer or None"),
+    ('optim_wrapper.optimizer.lr=nan', r'lr is nan .*finite positive'),
+    ('model.decode_head.num_classes=0', r'num_classes is 0'),
+])
+@pytest.mark.parametrize('name', ['train', 'test'])
+def test_bad_options_are_one_line(name, option, expected, data_root,
+                                  tiny_checkpoint, tmp_path):
+    if name == 'test' and option.startswith(('train_', 'optim')):
+        pytest.skip('a training setting')
+    args = [TINY_CONFIG, tiny_checkpoint] if name == 'test' else [
+        TINY_CONFIG]
+    result = run_tool(tool(name), *args, '--work-dir', tmp_path,
+                      '--cfg-options', *data_options(data_root), option)
+    assert re.search(expected, error_line(result))
+
+
+def test_empty_config(tmp_path):
+    config = tmp_path / 'empty.py'
+    config.write_text('')
+    result = run_tool(tool('train'), config, '--work-dir', tmp_path)
+    assert re.search(r'empty.py defines no model', error_line(result))
+
+
+def test_pytorch_launcher_without_torchrun(tmp_path, monkeypatch):
+    for name in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'):
+        monkeypatch.delenv(name, raising=False)
+    result = run_tool(tool('train'), TINY_CONFIG, '--work-dir', tmp_path,
+                      '--launcher', 'pytorch')
+    assert re.search(r'--launcher pytorch runs under torchrun, which sets '
+                     r'RANK', error_line(result))
+
+
+def test_resume_into_a_work_dir_of_another_arch(data_root, tmp_path):
+    """The Runner would load what fits and warn, then die on the optimizer
+    state."""
+    work_dir = tmp_path / 'work'
+    work_dir.mkdir()
+    torch.save({'state_dict': build_model(read_config(A0_CONFIG))
+                .state_dict()}, work_dir / 'iter_1.pth')
+    (work_dir / 'last_checkpoint').write_text(str(work_dir / 'iter_1.pth'))
+    result = run_tool(tool('train'), TINY_CONFIG, '--work-dir', work_dir,
+                      '--resume', '--cfg-options', *data_options(data_root))
+    assert re.search(r'iter_1.pth does not match .*RepVGG-A0.*RepVGG-custom',
+                     error_line(result))
