@@ -12,7 +12,8 @@ from forked import run_tool
 from helpers import REPO_ROOT
 
 from repvgg_seg.apis import init_segmentor
-from repvgg_seg.models import RepVGG, build_model, convert_checkpoint
+from repvgg_seg.models import (RepVGG, build_model, convert_checkpoint,
+                               extract_backbone)
 from repvgg_seg.utils.config import read_config
 from repvgg_seg.utils.errors import UserError
 
@@ -136,3 +137,18 @@ def test_test_tool_says_a_directory_is_one(tmp_path):
                       tmp_path)
     assert re.search(r'work_dir is a directory: give the checkpoint file',
                      error_line(result))
+
+
+@pytest.mark.parametrize('name', ['int_key', 'one_d_kernel', 'block_index',
+                                  'list', 'meta_string'])
+@pytest.mark.parametrize('loader', ['convert', 'extract', 'pretrained'])
+def test_every_loader_refuses_crafted_checkpoint(loader, name, crafted,
+                                                 tmp_path):
+    out = str(tmp_path / 'out.pth')
+    load = {'convert': lambda path: convert_checkpoint(path, out),
+            'extract': lambda path: extract_backbone(path, out),
+            'pretrained': lambda path: RepVGG(arch='A0', init_cfg=dict(
+                type='Pretrained', checkpoint=path)).init_weights()}[loader]
+    with pytest.raises(UserError, match=CRAFTED[name][1]):
+        load(crafted[name])
+    assert not os.path.exists(out)

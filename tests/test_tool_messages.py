@@ -93,3 +93,19 @@ def test_fused_model_logs_go_next_to_it(fused, tmp_path):
     assert not (tmp_path / 'work_dirs').exists()
     logs = list(fused.glob('*/*.log'))
     assert len(logs) == 1 and 'mIoU' in logs[0].read_text()
+
+
+@pytest.mark.parametrize('with_checkpoint', [False, True])
+def test_dataset_meta_warning_only_for_a_checkpoint(with_checkpoint, fused,
+                                                    monkeypatch):
+    """Cityscapes' classes are the default without a checkpoint; only a
+    checkpoint saved without them deserves the warning."""
+    from repvgg_seg.apis import init_segmentor
+    from repvgg_seg.models.checkpoints import reading
+    logged = []
+    monkeypatch.setattr(reading, 'print_log',
+                        lambda message, **kwargs: logged.append(message))
+    init_segmentor(TINY_CONFIG,
+                   str(fused / 'trained.pth') if with_checkpoint else None)
+    warned = any('no dataset_meta' in message for message in logged)
+    assert warned == with_checkpoint

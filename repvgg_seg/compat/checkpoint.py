@@ -23,6 +23,8 @@ from ..utils.errors import PathNotFound, UserError
 HISTORY_BUFFER_METHODS = ('min', 'max', 'mean', 'current')
 #: The first byte of a pickle of protocol >= 2 (legacy torch.save files).
 PICKLE_PROTO = pickle.PROTO
+#: Where a tar archive's ``ustar`` magic ends (its header's bytes 257-262).
+TAR_MAGIC_END = 262
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -121,13 +123,14 @@ def load_from_local(filename, map_location='cpu'):
 
 
 def _not_a_torch_file(filename):
-    """What the file is when it is neither of torch.save's formats (a zip
-    archive, truncated or not, or a pickle from torch < 1.6), else
-    ``None``: only a real pickle can ask for code, so only that deserves
-    the warning."""
+    """What the file is when it is none of torch.save's formats (a zip
+    archive, truncated or not; a pickle from torch < 1.6; a tar archive
+    from torch < 0.4), else ``None``: only a real pickle can ask for code,
+    so only that deserves the warning."""
     with open(filename, 'rb') as f:
-        head = f.read(16)
-    if head[:4] == b'PK\x03\x04' or head[:1] == PICKLE_PROTO:
+        head = f.read(TAR_MAGIC_END)
+    if head[:4] == b'PK\x03\x04' or head[:1] == PICKLE_PROTO or \
+            head[TAR_MAGIC_END - 5:] == b'ustar':
         return None
     if len(head) >= 10 and head[8:10] == b'{"':
         return ('it is a safetensors file, not a PyTorch checkpoint (load '
