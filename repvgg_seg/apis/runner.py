@@ -303,8 +303,9 @@ def train(config, work_dir=None, resume=False, amp=None, cfg_options=None,
     if amp:
         enable_amp(cfg, amp)
     cfg.resume = resume
-    fetch_pretrained(cfg.model)
-    check_data_roots(cfg, ('train', 'val'))
+    # Fail in seconds, with one line, on what the Runner would trip over deep
+    # inside: the user's own checkpoints first, then the pretrained download,
+    # then the data folders.
     if cfg.get('load_from') and not cfg.resume:
         check_checkpoint(cfg, cfg.load_from, whole_model=False)
     if cfg.resume:  # mmengine would resume what fits, with warnings
@@ -312,6 +313,8 @@ def train(config, work_dir=None, resume=False, amp=None, cfg_options=None,
             find_latest_complete_checkpoint(cfg.work_dir)
         if resume_from:
             check_checkpoint(cfg, resume_from)
+    fetch_pretrained(cfg.model)
+    check_data_roots(cfg, ('train', 'val'))
     if _launcher_rank(launcher) != 0:  # rank 0 alone writes the work_dir
         _train_and_leave(build_runner(cfg))
         return

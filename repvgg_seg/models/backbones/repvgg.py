@@ -104,12 +104,12 @@ class RepVGG(BaseModule):
             raise RepVGGArgumentError(
                 f'RepVGG: out_indices must lie in 0..{num_stages - 1}, got '
                 f'{tuple(out_indices)}')
-        # more than the network has dilates them all (a config written
-        # for a deep arch stays valid for a shallow one)
-        if num_dilated_layers is not None and num_dilated_layers < 0:
+        num_layers = sum(self.arch['num_blocks'])
+        if num_dilated_layers is not None and not \
+                0 <= num_dilated_layers <= num_layers:
             raise RepVGGArgumentError(
-                f'RepVGG: num_dilated_layers must be >= 0 (the last layers '
-                f'after the stem to dilate), got {num_dilated_layers}')
+                f'RepVGG: num_dilated_layers must lie in 0..{num_layers} '
+                f'(the layers after the stem), got {num_dilated_layers}')
 
     def _build_layers(self):
         block_cfg = dict(conv_cfg=self.conv_cfg, norm_cfg=self.norm_cfg,
