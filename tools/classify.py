@@ -11,7 +11,8 @@ import argparse
 
 import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
 from repvgg_seg.apis import classify
-from repvgg_seg.utils import run_cli
+from repvgg_seg.utils.cli import positive, run_cli
+from repvgg_seg.utils.text import printable
 
 
 def parse_args(argv=None):
@@ -19,8 +20,8 @@ def parse_args(argv=None):
     parser.add_argument('config', help='classification config')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('images', nargs='+', help='image files')
-    parser.add_argument('--topk', type=int, default=5,
-                        help='classes to print per image')
+    parser.add_argument('--topk', type=positive(int), default=5,
+                        help='classes to print per image (default 5)')
     parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
     parser.add_argument(
         '--classes', help='text file with one class name per line, in label '
@@ -33,9 +34,10 @@ def main(argv=None):
     results = classify(args.config, args.checkpoint, args.images, args.topk,
                        args.device, args.classes)
     for path, top in results:
-        print(path)
+        print(printable(path))
         for rank, (name, score) in enumerate(top, 1):
-            print(f'  {rank}. {name}  {score:.4f}')
+            # class names come from the checkpoint file: no escape codes
+            print(f'  {rank}. {printable(name)}  {score:.4f}')
 
 
 if __name__ == '__main__':

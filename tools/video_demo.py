@@ -12,7 +12,7 @@ import os
 
 import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
 from repvgg_seg.apis import format_report, run_video_demo
-from repvgg_seg.utils.cli import run_cli
+from repvgg_seg.utils.cli import positive, run_cli
 
 
 def parse_args(argv=None):
@@ -40,8 +40,9 @@ def parse_args(argv=None):
                         help='draw the live FPS and latency on the overlay')
     parser.add_argument('--max-frames', type=int,
                         help='stop after this many frames')
-    parser.add_argument('--fps', type=float, help='frame rate of a folder '
-                        'of frames (default 30), or to override the input\'s')
+    parser.add_argument('--fps', type=positive(float, 1000),
+                        help='frame rate of a folder of frames (default 30), '
+                        'or to override the input\'s (0 < FPS <= 1000)')
     parser.add_argument('--show', action='store_true',
                         help='show the overlay in a window (q quits)')
     parser.add_argument('--realtime', action='store_true',

@@ -23,6 +23,11 @@ def init_model(config, checkpoint=None, device='cpu', fuse=False,
     training-form model after loading (exact; faster inference). The model
     is in eval mode, with ``model.cfg`` and ``model.dataset_meta`` set.
     """
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InvalidArgument(f'unknown device {device!r}: use cpu, cuda or '
+                              'cuda:N') from None
     if str(device).startswith('cuda') and not torch.cuda.is_available():
         raise InvalidArgument(f'device {device} requested but CUDA is not '
                               'available: use device="cpu"')

@@ -2,6 +2,7 @@
 PNGs and the numbers a deployer needs out (what tools/video_demo.py runs)."""
 from ..deploy import FrameSource, SegPredictor, segment_video
 from ..deploy.video import check_outputs
+from ..utils.errors import InvalidArgument
 from .inference import init_segmentor
 
 
@@ -17,6 +18,10 @@ def run_video_demo(video, config, checkpoint, out=None, out_labels=None,
         # refuse the outputs before the slow model load
         check_outputs(out, out_labels, inputs=[source.path])
         model = init_segmentor(config, checkpoint, device, fuse=True)
+        if not hasattr(model, 'decode_head'):
+            raise InvalidArgument(f'{config} builds a {type(model).__name__},'
+                                  ' not a segmentor: give a segmentation '
+                                  'config (configs/pspnet_repvgg_*.py)')
         predictor = SegPredictor(model, batch_size, fp16,
                                  fast=False if fp32 else None)
         report = segment_video(

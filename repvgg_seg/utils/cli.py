@@ -80,6 +80,8 @@ def bounded(kind, low, high=None, what=None):
     ``[low, high]``, else argparse's usage error naming the range."""
     what = what or ('an integer' if kind is int else 'a number')
     bounds = f'{low}..{high}' if high is not None else f'>= {low}'
+    if kind is float and low == math.ulp(0.0):  # positive(float)
+        bounds = f'in (0, {high}]' if high is not None else '> 0'
 
     def parse(text):
         try:

@@ -9,6 +9,9 @@ lookup (label -> ``colour * w + 128``, 16-bit) and one multiply-add.
 import cv2
 import numpy as np
 
+from ...utils.text import printable
+from .sources import VideoError
+
 #: Fixed-point scale of the opacity.
 BLEND_ONE = 256
 
@@ -16,8 +19,15 @@ BLEND_ONE = 256
 def bgr_palette(palette):
     """A 256-entry BGR table of an RGB palette; 255 (ignore) and labels past
     the palette black."""
+    colours = np.asarray(palette)
+    if colours.ndim != 2 or colours.shape[1] != 3 or not np.isin(
+            colours.dtype.kind, ('i', 'u')) or colours.size and (
+                colours.min() < 0 or colours.max() > 255):
+        raise VideoError(f'the palette (from the checkpoint\'s meta) must '
+                         f'be RGB triples of 0..255, got '
+                         f'{printable(str(palette))[:80]}')
     table = np.zeros((256, 3), np.uint8)
-    table[:len(palette)] = np.asarray(palette, np.uint8)[:256, ::-1]
+    table[:len(colours)] = colours.astype(np.uint8)[:256, ::-1]
     return table
 
 

@@ -1,6 +1,7 @@
 """``segment_video``: checks, outputs and the choice of backend around the
 pipeline."""
 import os
+import sys
 from contextlib import ExitStack
 
 import cv2
@@ -28,6 +29,12 @@ def choose_backend(predictor, size, palette_bgr, opacity, video_format):
 
 
 def _open_window(name):
+    if sys.platform.startswith('linux') and not (
+            os.environ.get('DISPLAY') or os.environ.get('WAYLAND_DISPLAY')):
+        # Qt would abort the process (exit 134), not raise
+        raise VideoError('--show needs a display, and neither DISPLAY nor '
+                         'WAYLAND_DISPLAY is set: write the overlay with '
+                         '--out instead')
     try:
         cv2.namedWindow(name, cv2.WINDOW_NORMAL)
     except cv2.error:

@@ -197,5 +197,10 @@ def open_video_writer(path, fps, size, codec='auto', crf=DEFAULT_CRF,
 
 
 def write_label_png(path, labels):
-    if not cv2.imwrite(path, labels):
-        raise VideoError(f'cannot write {path}')
+    """Encode, then write with Python's file I/O, so a full disk raises
+    (OpenCV's writer can leave an empty file and report success)."""
+    ok, png = cv2.imencode('.png', labels)
+    if not ok:
+        raise VideoError(f'cannot encode the labels of {path} as PNG')
+    with open(path, 'wb') as f:
+        f.write(png.tobytes())
