@@ -299,7 +299,9 @@ def test_failing_variant_or_model_is_reported_and_the_rest_measured(
     assert 'out of memory' in records['bisenetv2 (mmseg)', None]['error']
     pidnet = records['pidnet-s (mmseg)', 'fused']
     assert pidnet['norms_kept'] > 0 and pidnet['miou'] == 78.74
-    assert pidnet['vs_training']['logits_max_rel_diff'] < 1e-5
+    # fp32 rounding of a deep random net (thread-count dependent); the
+    # folding itself is checked exactly, in float64, above
+    assert pidnet['vs_training']['logits_max_rel_diff'] < 1e-4
     fast = {(r['model'], r['variant']): r for r in result['fast_path']}
     assert 'cuda_graph needs' in fast['pidnet-s (mmseg)', 'fp32+graph'][
         'error']
