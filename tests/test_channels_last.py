@@ -90,6 +90,7 @@ class _Runner:
     def __init__(self, model):
         self.model = model
         self.optim_wrapper = None
+        self.train_loop = None  # epoch-based: nothing to prefetch
 
 
 def test_hook_is_a_no_op_on_the_cpu_and_in_fp32():
@@ -216,6 +217,20 @@ def test_amp_without_a_gpu_is_one_line_error(tmp_path):
               if line.startswith('error: ')]
     assert len(errors) == 1 and 'GPU' in errors[0]
     assert 'Traceback' not in result.stderr
+
+
+@pytest.mark.parametrize('config', [
+    'mmseg::pspnet/pspnet_r50-d8_4xb2-80k_cityscapes-512x1024.py',  # no hooks
+    str(REPO / 'configs/pspnet_repvgg_b2-fast.py')])  # has it already
+def test_amp_trains_any_config_in_channels_last(config, monkeypatch):
+    from repvgg_seg.apis.runner import enable_amp
+    from repvgg_seg.utils import read_config
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    cfg = read_config(config)
+    enable_amp(cfg, 'bf16')
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    assert cfg.optim_wrapper.dtype == 'bfloat16'
+    assert [h['type'] for h in cfg.custom_hooks].count('ChannelsLastHook') == 1
 
 
 def test_training_benchmark_reports_both_layouts_and_a_real_run(

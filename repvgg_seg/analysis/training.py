@@ -27,7 +27,8 @@ from mmengine.structures import PixelData
 
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
-from ..engine import to_channels_last
+from ..engine import (PrefetchingIterator, to_channels_last,
+                      use_sync_free_losses)
 from .candidates import baseline_config
 from .timing import environment
 from ..utils import atomic_write, read_config, replace_section
@@ -95,8 +96,9 @@ def _build(cfg, variant, device):
     model = revert_sync_batchnorm(MODELS.build(copy.deepcopy(cfg.model)))
     model.init_weights()
     model.to(device).train()
-    if channels_last:
+    if channels_last:  # what ChannelsLastHook does to the model
         to_channels_last(model)
+        use_sync_free_losses(model)
     wrapper_cfg = copy.deepcopy(cfg.optim_wrapper)
     if dtype is not None:
         wrapper_cfg.update(type='AmpOptimWrapper', loss_scale='dynamic',
@@ -162,8 +164,10 @@ def run(configs, variants=DEFAULT_VARIANTS, device='cuda', batch_size=2,
             cfg.train_dataloader.num_workers = num_workers
             cfg.train_dataloader.persistent_workers = num_workers > 0
         if data_root is not None:
-            batches = iter(Runner.build_dataloader(cfg.train_dataloader))
-            pipeline = 'config train pipeline'
+            batches = PrefetchingIterator(
+                iter(Runner.build_dataloader(cfg.train_dataloader)))
+            pipeline = ('config train pipeline, fetched ahead by a thread '
+                        '(as ChannelsLastHook does)')
         else:
             batches = _cycle(random_batches(cfg, batch_size))
             pipeline = 'random crops, made once'
@@ -174,6 +178,8 @@ def run(configs, variants=DEFAULT_VARIANTS, device='cuda', batch_size=2,
                        crop=list(cfg.model.data_preprocessor.size),
                        num_workers=cfg.train_dataloader.get('num_workers'))
             rows.append(row)
+        if isinstance(batches, PrefetchingIterator):
+            batches.close()
         del batches
     return dict(env=environment(device, "mixed"), rows=rows)
 
@@ -250,8 +256,10 @@ def to_markdown(result, title, command, train_logs=None):
                   'waiting for the next batch / iteration time. SyncBN runs '
                   'as BN (one process). cudnn.benchmark on. Random weights.',
                   '- Variants: nchw = default layout, cl = channels_last '
-                  '(ChannelsLastHook); fp16/bf16 = mmengine AmpOptimWrapper '
-                  '(autocast, dynamic loss scale); fp32 = TF32 convs.',
+                  '(ChannelsLastHook: NHWC, pooling as matrix products, '
+                  'decode losses without host syncs); fp16/bf16 = mmengine '
+                  'AmpOptimWrapper (autocast, dynamic loss scale); fp32 = '
+                  'TF32 convs.',
                   '- Peak memory: torch.cuda.max_memory_allocated over the '
                   'timed iterations (weights, gradients, optimizer state, '
                   'activations).']

@@ -189,10 +189,12 @@ def enable_amp(cfg, precision='fp16'):
     wrapper.type = 'AmpOptimWrapper'
     wrapper.setdefault('loss_scale', 'dynamic')
     wrapper.dtype = AMP_DTYPES[precision]
-    hooks = cfg.setdefault('custom_hooks', [])
+    # assigned, not appended in place: a ConfigDict hands out copies of
+    # values it creates (MMSeg's own configs have no custom_hooks)
+    hooks = list(cfg.get('custom_hooks') or [])
     if not any(hook.get('type') in ('ChannelsLastHook', ChannelsLastHook)
                for hook in hooks):
-        hooks.append(dict(type='ChannelsLastHook'))
+        cfg.custom_hooks = hooks + [dict(type='ChannelsLastHook')]
 
 
 def build_runner(cfg):

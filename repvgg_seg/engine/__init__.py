@@ -1,5 +1,8 @@
 """Training hooks (registered in MMSegmentation's ``HOOKS``)."""
 from .channels_last import (ChannelsLastHook, contiguous_tensors,
                             to_channels_last)
+from .fast_loss import use_sync_free_losses
+from .prefetch import PrefetchingIterator
 
-__all__ = ['ChannelsLastHook', 'contiguous_tensors', 'to_channels_last']
+__all__ = ['ChannelsLastHook', 'PrefetchingIterator', 'contiguous_tensors',
+           'to_channels_last', 'use_sync_free_losses']
