@@ -90,7 +90,6 @@ class _Runner:
     def __init__(self, model):
         self.model = model
         self.optim_wrapper = None
-        self.train_loop = None  # epoch-based: nothing to prefetch
 
 
 def test_hook_is_a_no_op_on_the_cpu_and_in_fp32():

@@ -27,8 +27,7 @@ from mmengine.structures import PixelData
 
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
-from ..engine import (PrefetchingIterator, to_channels_last,
-                      use_sync_free_losses)
+from ..engine import to_channels_last, use_sync_free_losses
 from .candidates import baseline_config
 from .timing import environment
 from ..utils import atomic_write, read_config, replace_section
@@ -164,10 +163,8 @@ def run(configs, variants=DEFAULT_VARIANTS, device='cuda', batch_size=2,
             cfg.train_dataloader.num_workers = num_workers
             cfg.train_dataloader.persistent_workers = num_workers > 0
         if data_root is not None:
-            batches = PrefetchingIterator(
-                iter(Runner.build_dataloader(cfg.train_dataloader)))
-            pipeline = ('config train pipeline, fetched ahead by a thread '
-                        '(as ChannelsLastHook does)')
+            batches = iter(Runner.build_dataloader(cfg.train_dataloader))
+            pipeline = 'config train pipeline'
         else:
             batches = _cycle(random_batches(cfg, batch_size))
             pipeline = 'random crops, made once'
@@ -178,8 +175,6 @@ def run(configs, variants=DEFAULT_VARIANTS, device='cuda', batch_size=2,
                        crop=list(cfg.model.data_preprocessor.size),
                        num_workers=cfg.train_dataloader.get('num_workers'))
             rows.append(row)
-        if isinstance(batches, PrefetchingIterator):
-            batches.close()
         del batches
     return dict(env=environment(device, "mixed"), rows=rows)
 

@@ -2,7 +2,6 @@
 from .channels_last import (ChannelsLastHook, contiguous_tensors,
                             to_channels_last)
 from .fast_loss import use_sync_free_losses
-from .prefetch import PrefetchingIterator
 
-__all__ = ['ChannelsLastHook', 'PrefetchingIterator', 'contiguous_tensors',
-           'to_channels_last', 'use_sync_free_losses']
+__all__ = ['ChannelsLastHook', 'contiguous_tensors', 'to_channels_last',
+           'use_sync_free_losses']

@@ -7,8 +7,7 @@ fast once the weights and each batch are channels_last. Only the memory
 layout changes: values, shapes, state-dict keys and checkpoints do not (the
 hook writes checkpoints contiguous, exactly as without it). At that speed
 the rest of an iteration shows, so the hook also takes the decode heads'
-losses without host syncs (:mod:`.fast_loss`) and fetches batches ahead in
-a thread (:mod:`.prefetch`).
+losses without host syncs (:mod:`.fast_loss`).
 """
 import logging
 
@@ -21,7 +20,6 @@ from mmengine.optim import AmpOptimWrapper, OptimWrapper, OptimWrapperDict
 from mmseg.registry import HOOKS
 from ..models.ops import pool_with_matmuls
 from .fast_loss import use_sync_free_losses
-from .prefetch import PrefetchingIterator
 
 CHANNELS_LAST = torch.channels_last
 
@@ -96,41 +94,23 @@ class ChannelsLastHook(Hook):
         sync_free_losses (bool): decode heads with MMSeg's own
             ``loss_by_feat`` compute it without host syncs
             (:func:`~.fast_loss.use_sync_free_losses`).
-        prefetch (int): batches an iteration-based train loop fetches ahead
-            in a background thread (0: none).
     """
 
     priority = 'VERY_LOW'  # after the hooks that load or initialise weights
 
     def __init__(self, amp_only=True, on_cpu=False, enabled=True,
-                 sync_free_losses=True, prefetch=2):
+                 sync_free_losses=True):
         self.amp_only = amp_only
         self.on_cpu = on_cpu
         self.enabled = enabled
         self.sync_free_losses = sync_free_losses
-        self.prefetch = prefetch
         self.active = False
-        self._prefetcher = None
 
     def before_train(self, runner):
         self._maybe_convert(runner, _uses_amp(runner.optim_wrapper))
-        if not self.active:
-            return
-        if isinstance(runner.optim_wrapper, (OptimWrapper, OptimWrapperDict)):
+        if self.active and isinstance(runner.optim_wrapper,
+                                      (OptimWrapper, OptimWrapperDict)):
             _optimizer_state_to_channels_last(runner.optim_wrapper)
-        loop = runner.train_loop
-        # iteration-based loops only: an epoch-based one makes a fresh
-        # DataLoader iterator each epoch, whose workers prefetch anyway
-        if self.prefetch > 0 and hasattr(loop, 'dataloader_iterator'):
-            self._prefetcher = PrefetchingIterator(loop.dataloader_iterator,
-                                                   self.prefetch)
-            loop.dataloader_iterator = self._prefetcher
-
-    def after_train(self, runner):
-        if self._prefetcher is not None:
-            runner.train_loop.dataloader_iterator = self._prefetcher.source
-            self._prefetcher.close()
-            self._prefetcher = None
 
     def before_val(self, runner):
         self._maybe_convert(runner, getattr(runner.val_loop, 'fp16', False))
