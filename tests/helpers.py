@@ -131,3 +131,33 @@ def serve_directory(root):
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def citymini_root(tmp_path_factory, num_train, num_val, height=64,
+                  width=128, prepare=True):
+    """A generated Cityscapes-layout data set in a fresh temporary folder,
+    label ids converted to train ids unless ``prepare`` is False."""
+    from repvgg_seg.datasets import generate_citymini, prepare_cityscapes
+    root = tmp_path_factory.mktemp('data') / 'citymini'
+    generate_citymini(root, num_train=num_train, num_val=num_val,
+                      height=height, width=width)
+    if prepare:
+        prepare_cityscapes(root, nproc=1)
+    return root
+
+
+def tiny_segmentor(with_cp=False):
+    """The tiny test config and its segmentor (seeded, BN, train mode),
+    without dropout: it draws its mask in memory order, which differs
+    between layouts."""
+    from mmengine.config import Config
+    from mmengine.model import revert_sync_batchnorm
+    cfg = Config.fromfile(osp.join(REPO_ROOT, 'tests', 'configs',
+                                   'pspnet_repvgg_tiny_citymini.py'))
+    cfg.model.decode_head.dropout_ratio = 0
+    cfg.model.auxiliary_head.dropout_ratio = 0
+    cfg.model.backbone.with_cp = with_cp
+    torch.manual_seed(0)
+    model = revert_sync_batchnorm(MODELS.build(cfg.model))
+    model.init_weights()
+    return cfg, model.train()

@@ -2,6 +2,8 @@
 checkpoints in the usual format either way, resume; and --amp without a GPU
 failing in one line."""
 import copy
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,13 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
-from mmengine.config import Config
-from mmengine.model import revert_sync_batchnorm
 
-from helpers import relative_error
-from mmseg.registry import MODELS
+from helpers import citymini_root, relative_error, tiny_segmentor
 from repvgg_seg.analysis.training import random_batches
-from repvgg_seg.datasets import generate_citymini, prepare_cityscapes
 from repvgg_seg.engine import ChannelsLastHook, to_channels_last
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,18 +30,6 @@ def keep_onednn_setting():
     torch.backends.mkldnn.enabled = enabled
 
 
-def _tiny_model(with_cp=False):
-    cfg = Config.fromfile(str(CONFIG))
-    # dropout draws its mask in memory order, which differs between layouts
-    cfg.model.decode_head.dropout_ratio = 0
-    cfg.model.auxiliary_head.dropout_ratio = 0
-    cfg.model.backbone.with_cp = with_cp
-    torch.manual_seed(0)
-    model = revert_sync_batchnorm(MODELS.build(cfg.model))
-    model.init_weights()
-    return cfg, model.train()
-
-
 def _step(model, batch):
     data = model.data_preprocessor(copy.deepcopy(batch), True)
     loss, _ = model.parse_losses(model(**data, mode='loss'))
@@ -55,7 +41,7 @@ def _step(model, batch):
 
 @pytest.mark.parametrize('with_cp', [False, True])
 def test_channels_last_step_gives_the_nchw_loss_and_gradients(with_cp):
-    cfg, nchw = _tiny_model(with_cp)
+    cfg, nchw = tiny_segmentor(with_cp)
     channels_last = to_channels_last(copy.deepcopy(nchw))
     # batch 4: the PPM's 1x1-pooled branch normalises over the batch, and
     # over 2 values BN's output is +-1 whatever its input, so its weight
@@ -93,7 +79,7 @@ class _Runner:
 
 
 def test_hook_is_a_no_op_on_the_cpu_and_in_fp32():
-    _, model = _tiny_model()
+    _, model = tiny_segmentor()
     for hook in (ChannelsLastHook(), ChannelsLastHook(amp_only=False),
                  ChannelsLastHook(amp_only=False, on_cpu=True,
                                   enabled=False)):
@@ -112,10 +98,7 @@ def test_hook_is_a_no_op_on_the_cpu_and_in_fp32():
 # ---- through tools/train.py and tools/test.py ------------------------------
 @pytest.fixture(scope='module')
 def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('data') / 'citymini'
-    generate_citymini(root, num_train=4, num_val=2, height=128, width=256)
-    prepare_cityscapes(root, nproc=1)
-    return root
+    return citymini_root(tmp_path_factory, 4, 2, height=128, width=256)
 
 
 @pytest.fixture(scope='module')
@@ -131,6 +114,7 @@ def cl_config(tmp_path_factory):
 
 
 ACTIVE = 'ChannelsLastHook: model and batches are channels_last'
+SYNC_FREE = '2 decode head losses without host syncs'
 
 
 def _tool(name, config, *args):
@@ -146,9 +130,9 @@ def _options(root, *extra):
         for split in ('train', 'val', 'test'))]
 
 
-def _train(config, work_dir, root, *args, iters=6):
+def _train(config, work_dir, root, *options, iters=6, args=()):
     result = _tool('train.py', config, '--work-dir', work_dir, *args,
-                   *_options(root, f'train_cfg.max_iters={iters}'))
+                   *_options(root, f'train_cfg.max_iters={iters}', *options))
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout + result.stderr
 
@@ -198,13 +182,52 @@ def test_resume_with_the_switch(cl_run, data_root, cl_config, tmp_path):
     work_dir.mkdir()
     (work_dir / 'iter_4.pth').write_bytes((cl_run / 'iter_4.pth').read_bytes())
     (work_dir / 'last_checkpoint').write_text(str(work_dir / 'iter_4.pth'))
-    log = _train(cl_config, work_dir, data_root, '--resume')
+    log = _train(cl_config, work_dir, data_root, args=['--resume'])
     assert 'resumed' in log.lower() and ACTIVE in log
     resumed, reference = (_load(d / 'iter_6.pth') for d in (work_dir, cl_run))
     assert resumed['meta']['iter'] == reference['meta']['iter'] == 6
     assert (resumed['optimizer']['param_groups'][0]['lr'] == pytest.approx(
         reference['optimizer']['param_groups'][0]['lr']))
     assert all(v.is_contiguous() for v in resumed['state_dict'].values())
+
+
+def _train_losses(config, work_dir, root):
+    """Per-iteration losses of 4 seeded iterations (no dropout: it draws
+    its mask in memory order)."""
+    log = _train(config, work_dir, root, 'randomness.seed=0',
+                 'model.decode_head.dropout_ratio=0',
+                 'model.auxiliary_head.dropout_ratio=0', iters=4)
+    scalars = next(Path(work_dir).glob('*/vis_data/scalars.json'))
+    entries = [json.loads(line) for line in scalars.read_text().splitlines()]
+    return log, [e['loss'] for e in entries if 'loss' in e]
+
+
+def test_training_with_the_switch_sees_the_same_batches_and_losses(
+        tmp_path, data_root, cl_config):
+    _, plain = _train_losses(CONFIG, tmp_path / 'plain', data_root)
+    log, fast = _train_losses(cl_config, tmp_path / 'fast', data_root)
+    assert SYNC_FREE in log
+    assert len(plain) == len(fast) == 4
+    # random crops and flips: another batch changes the loss by far more
+    # than the layout's and the sync-free losses' rounding
+    assert fast == pytest.approx(plain, rel=1e-3)
+
+
+def test_two_process_distributed_training_with_the_switch(
+        tmp_path, data_root, cl_config):
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    result = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+         '--standalone', str(REPO / 'tools/train.py'), str(cl_config),
+         '--launcher', 'pytorch', '--work-dir', str(tmp_path),
+         *_options(data_root, 'train_cfg.max_iters=2')],
+        cwd=REPO, capture_output=True, text=True, env=env, timeout=600)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-3000:]
+    assert 'Distributed training: True' in log and SYNC_FREE in log
+    checkpoint = _load(tmp_path / 'iter_2.pth')
+    assert checkpoint['meta']['iter'] == 2
+    assert all(t.is_contiguous() for t in checkpoint['state_dict'].values())
 
 
 def test_amp_without_a_gpu_is_one_line_error(tmp_path):

@@ -7,13 +7,11 @@ import shutil
 import numpy as np
 import pytest
 from forked import run_tool
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, citymini_root
 from PIL import Image
 
 from repvgg_seg.apis import load_runner_config
-from repvgg_seg.datasets import (CheckDatasetHook, build_datasets,
-                                 check_dataset, generate_citymini,
-                                 prepare_cityscapes)
+from repvgg_seg.datasets import CheckDatasetHook, build_datasets, check_dataset
 from repvgg_seg.datasets import check as check_module
 
 CONFIG = os.path.join(REPO_ROOT, 'tests', 'configs',
@@ -23,10 +21,7 @@ SUFFIX = '_gtFine_labelTrainIds.png'
 
 @pytest.fixture(scope='module')
 def clean_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('clean') / 'citymini'
-    generate_citymini(root, num_train=2, num_val=2, height=64, width=128)
-    prepare_cityscapes(root, nproc=1)
-    return root
+    return citymini_root(tmp_path_factory, 2, 2)
 
 
 @pytest.fixture

@@ -8,9 +8,8 @@ import re
 import pytest
 import torch
 from forked import run_tool
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, citymini_root
 
-from repvgg_seg.datasets import generate_citymini, prepare_cityscapes
 from repvgg_seg.models import build_model
 from repvgg_seg.utils.config import read_config
 
@@ -25,10 +24,7 @@ def tool(name):
 
 @pytest.fixture(scope='module')
 def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('citymini')
-    generate_citymini(root, num_train=1, num_val=1, height=64, width=128)
-    prepare_cityscapes(root, nproc=1)
-    return root
+    return citymini_root(tmp_path_factory, 1, 1)
 
 
 @pytest.fixture(scope='module')

@@ -13,10 +13,9 @@ import time
 
 import pytest
 import torch
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, citymini_root
 
 from repvgg_seg.compat import is_complete_checkpoint
-from repvgg_seg.datasets import generate_citymini, prepare_cityscapes
 
 CONFIG = os.path.join(REPO_ROOT, 'tests', 'configs',
                       'pspnet_repvgg_tiny_citymini.py')
@@ -30,10 +29,7 @@ POLL_SECONDS = 2e-4
 
 @pytest.fixture(scope='module')
 def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('citymini')
-    generate_citymini(root, num_train=2, num_val=1, height=64, width=128)
-    prepare_cityscapes(root, nproc=1)
-    return root
+    return citymini_root(tmp_path_factory, 2, 1)
 
 
 def train_command(work_dir, data_root, resume):

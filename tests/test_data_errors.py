@@ -12,9 +12,9 @@ import zlib
 
 import pytest
 from forked import run_tool
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, citymini_root
 
-from repvgg_seg.datasets import generate_citymini, prepare_cityscapes
+from repvgg_seg.datasets import prepare_cityscapes
 
 TINY_CONFIG = os.path.join(REPO_ROOT, 'tests', 'configs',
                            'pspnet_repvgg_tiny_citymini.py')
@@ -26,9 +26,7 @@ def tool(name):
 
 @pytest.fixture(scope='module')
 def clean_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('clean') / 'citymini'
-    generate_citymini(root, num_train=2, num_val=1, height=64, width=128)
-    return root
+    return citymini_root(tmp_path_factory, 2, 1, prepare=False)
 
 
 @pytest.fixture

@@ -10,11 +10,10 @@ import shutil
 import numpy as np
 import pytest
 from forked import run_forked, run_tool
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, citymini_root
 
 from repvgg_seg.apis import inference_segmentor, init_segmentor
-from repvgg_seg.datasets import (build_datasets, check_dataset,
-                                 generate_citymini, prepare_cityscapes)
+from repvgg_seg.datasets import build_datasets, check_dataset
 from repvgg_seg.utils.config import read_config as load_config
 
 CONFIG = os.path.join(REPO_ROOT, 'tests', 'configs',
@@ -50,10 +49,7 @@ def model():
 
 @pytest.fixture(scope='module')
 def clean_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('clean') / 'citymini'
-    generate_citymini(root, num_train=2, num_val=1, height=64, width=128)
-    prepare_cityscapes(root, nproc=1)
-    return root
+    return citymini_root(tmp_path_factory, 2, 1)
 
 
 @pytest.mark.parametrize('seed, prefix', BLOBS)

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import citymini_root
 from repvgg_seg.apis import fuse_checkpoint
 from repvgg_seg.compat import compiled_ops_available
-from repvgg_seg.datasets import generate_citymini, prepare_cityscapes
 from repvgg_seg.utils.config import read_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,10 +119,7 @@ def test_wheel_and_editable_installs_carry_the_hook(wheels, tmp_path):
 
 @pytest.fixture(scope='module')
 def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('data') / 'citymini'
-    generate_citymini(root, num_train=6, num_val=3, height=128, width=256)
-    prepare_cityscapes(root, nproc=1)
-    return root
+    return citymini_root(tmp_path_factory, 6, 3, height=128, width=256)
 
 
 def _data_options(root):

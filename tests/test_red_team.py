@@ -13,13 +13,12 @@ import numpy as np
 import pytest
 import torch
 from forked import run_forked, run_tool
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, citymini_root
 from mmengine.config import Config
 from PIL import Image
 
 from repvgg_seg.apis import export_onnx, init_segmentor
-from repvgg_seg.datasets import (citymini, generate_citymini,
-                                 prepare_cityscapes)
+from repvgg_seg.datasets import citymini
 from repvgg_seg.deploy import SegPredictor, fuse_checkpoint
 from repvgg_seg.deploy.fuse import DeployError
 from repvgg_seg.deploy.onnx_export import ExportError
@@ -185,10 +184,7 @@ def test_image_values_beyond_float32_are_refused():
 
 @pytest.fixture(scope='module')
 def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('citymini')
-    generate_citymini(root, num_train=2, num_val=2, height=64, width=128)
-    prepare_cityscapes(root, nproc=1)
-    return root
+    return citymini_root(tmp_path_factory, 2, 2)
 
 
 @pytest.fixture(scope='module')

@@ -15,11 +15,10 @@ import numpy as np
 import pytest
 import torch
 from forked import run_tool
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, citymini_root
 
 from repvgg_seg.apis import init_segmentor
-from repvgg_seg.datasets import (generate_citymini, make_driving_video,
-                                 prepare_cityscapes)
+from repvgg_seg.datasets import make_driving_video
 from repvgg_seg.models import build_model
 from repvgg_seg.utils.config import read_config as load_config
 from repvgg_seg.utils.errors import UserError
@@ -57,10 +56,7 @@ def tool(name):
 
 @pytest.fixture(scope='module')
 def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('citymini')
-    generate_citymini(root, num_train=2, num_val=2, height=64, width=128)
-    prepare_cityscapes(root, nproc=1)
-    return root
+    return citymini_root(tmp_path_factory, 2, 2)
 
 
 def data_options(root, *splits):

@@ -18,7 +18,7 @@ from cityscapesscripts.evaluation import \
 from cityscapesscripts.helpers.labels import trainId2label
 from PIL import Image
 
-from repvgg_seg.datasets import generate_citymini, prepare_cityscapes
+from helpers import citymini_root
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = str(REPO / 'tests/configs/pspnet_repvgg_tiny_citymini.py')
@@ -26,10 +26,7 @@ CONFIG = str(REPO / 'tests/configs/pspnet_repvgg_tiny_citymini.py')
 
 @pytest.fixture(scope='module')
 def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('data') / 'citymini'
-    generate_citymini(root, num_train=6, num_val=3, height=128, width=256)
-    prepare_cityscapes(root, nproc=1)
-    return root
+    return citymini_root(tmp_path_factory, 6, 3, height=128, width=256)
 
 
 def _data_options(root):
