@@ -161,3 +161,32 @@ def tiny_segmentor(with_cp=False):
     model = revert_sync_batchnorm(MODELS.build(cfg.model))
     model.init_weights()
     return cfg, model.train()
+
+
+def step_with_grads(model, batch):
+    """One forward/backward of a segmentor on a copy of ``batch``: the
+    preprocessed inputs, the loss dict, the summed loss and the gradients
+    by parameter name."""
+    import copy
+    data = model.data_preprocessor(copy.deepcopy(batch), True)
+    losses = model(**data, mode='loss')
+    loss, _ = model.parse_losses(losses)
+    loss.backward()
+    grads = {n: p.grad for n, p in model.named_parameters()
+             if p.grad is not None}
+    return data['inputs'], losses, loss.detach(), grads
+
+
+def torchrun_train(config, work_dir, *args, nproc=2):
+    """``tools/train.py CONFIG --launcher pytorch --work-dir DIR ARGS``
+    under torchrun on the CPU; the finished process."""
+    import subprocess
+    import sys
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    return subprocess.run(
+        # --standalone: a free port, so parallel runs cannot collide
+        [sys.executable, '-m', 'torch.distributed.run',
+         f'--nproc_per_node={nproc}', '--standalone',
+         osp.join(REPO_ROOT, 'tools', 'train.py'), str(config),
+         '--launcher', 'pytorch', '--work-dir', str(work_dir), *args],
+        cwd=REPO_ROOT, capture_output=True, text=True, env=env, timeout=600)

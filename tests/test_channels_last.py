@@ -3,7 +3,6 @@ checkpoints in the usual format either way, resume; and --amp without a GPU
 failing in one line."""
 import copy
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from helpers import citymini_root, relative_error, tiny_segmentor
+from helpers import (citymini_root, relative_error, step_with_grads,
+                     tiny_segmentor, torchrun_train)
 from repvgg_seg.analysis.training import random_batches
 from repvgg_seg.engine import ChannelsLastHook, to_channels_last
 
@@ -30,15 +30,6 @@ def keep_onednn_setting():
     torch.backends.mkldnn.enabled = enabled
 
 
-def _step(model, batch):
-    data = model.data_preprocessor(copy.deepcopy(batch), True)
-    loss, _ = model.parse_losses(model(**data, mode='loss'))
-    loss.backward()
-    grads = {n: p.grad for n, p in model.named_parameters()
-             if p.grad is not None}
-    return data['inputs'], loss.detach(), grads
-
-
 @pytest.mark.parametrize('with_cp', [False, True])
 def test_channels_last_step_gives_the_nchw_loss_and_gradients(with_cp):
     cfg, nchw = tiny_segmentor(with_cp)
@@ -48,8 +39,8 @@ def test_channels_last_step_gives_the_nchw_loss_and_gradients(with_cp):
     # gradient is rounding noise around 0
     batch = random_batches(cfg, batch_size=4, num=1)[0]
 
-    inputs, loss, grads = _step(nchw, batch)
-    cl_inputs, cl_loss, cl_grads = _step(channels_last, batch)
+    inputs, _, loss, grads = step_with_grads(nchw, batch)
+    cl_inputs, _, cl_loss, cl_grads = step_with_grads(channels_last, batch)
 
     stem = 'backbone.stem.branch_3x3.conv.weight'
     # PSP's pyramid pools with matrix products (PyTorch's NHWC adaptive
@@ -215,13 +206,8 @@ def test_training_with_the_switch_sees_the_same_batches_and_losses(
 
 def test_two_process_distributed_training_with_the_switch(
         tmp_path, data_root, cl_config):
-    env = dict(os.environ, OMP_NUM_THREADS='1')
-    result = subprocess.run(
-        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-         '--standalone', str(REPO / 'tools/train.py'), str(cl_config),
-         '--launcher', 'pytorch', '--work-dir', str(tmp_path),
-         *_options(data_root, 'train_cfg.max_iters=2')],
-        cwd=REPO, capture_output=True, text=True, env=env, timeout=600)
+    result = torchrun_train(cl_config, tmp_path,
+                            *_options(data_root, 'train_cfg.max_iters=2'))
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-3000:]
     assert 'Distributed training: True' in log and SYNC_FREE in log

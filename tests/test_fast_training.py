@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import relative_error, tiny_segmentor
+from helpers import relative_error, step_with_grads, tiny_segmentor
 from mmseg.models.decode_heads import FCNHead
 from mmseg.models.losses import accuracy
 from repvgg_seg.analysis.training import random_batches
@@ -48,15 +48,6 @@ def test_top1_accuracy_is_mmsegs(ignore_index):
                                ignore_index=255).item())
 
 
-def _losses_and_grads(model, batch):
-    data = model.data_preprocessor(copy.deepcopy(batch), True)
-    losses = model(**data, mode='loss')
-    loss, _ = model.parse_losses(losses)
-    loss.backward()
-    return losses, {n: p.grad for n, p in model.named_parameters()
-                    if p.grad is not None}
-
-
 def test_sync_free_losses_are_mmsegs_losses_and_gradients():
     cfg, model = tiny_segmentor()
     fast = copy.deepcopy(model)
@@ -66,8 +57,8 @@ def test_sync_free_losses_are_mmsegs_losses_and_gradients():
     for sample in batch['data_samples']:  # the ignored label too
         sample.gt_sem_seg.data[:, :8] = 255
 
-    losses, grads = _losses_and_grads(model, batch)
-    fast_losses, fast_grads = _losses_and_grads(fast, batch)
+    _, losses, _, grads = step_with_grads(model, batch)
+    _, fast_losses, _, fast_grads = step_with_grads(fast, batch)
     assert fast_losses.keys() == losses.keys() == {
         'decode.loss_ce', 'decode.acc_seg', 'aux.loss_ce', 'aux.acc_seg'}
     for key, value in losses.items():

@@ -18,7 +18,7 @@ from cityscapesscripts.evaluation import \
 from cityscapesscripts.helpers.labels import trainId2label
 from PIL import Image
 
-from helpers import citymini_root
+from helpers import citymini_root, torchrun_train
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = str(REPO / 'tests/configs/pspnet_repvgg_tiny_citymini.py')
@@ -109,14 +109,8 @@ def test_resume_after_kill_continues_the_same_schedule(
 
 
 def test_two_process_distributed_training_on_cpu(tmp_path, data_root):
-    env = dict(os.environ, OMP_NUM_THREADS='1')
-    result = subprocess.run(
-        # --standalone: a free port, so parallel runs cannot collide
-        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-         '--standalone', str(REPO / 'tools/train.py'), CONFIG,
-         '--launcher', 'pytorch', '--work-dir', str(tmp_path),
-         '--cfg-options', 'train_cfg.max_iters=2', *_data_options(data_root)],
-        cwd=REPO, capture_output=True, text=True, env=env, timeout=600)
+    result = torchrun_train(CONFIG, tmp_path, '--cfg-options',
+                            'train_cfg.max_iters=2', *_data_options(data_root))
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-3000:]
     assert 'world_size: 2' in log or "'world_size': 2" in log \

@@ -27,7 +27,7 @@ from mmengine.structures import PixelData
 
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
-from ..engine import to_channels_last, use_sync_free_losses
+from ..engine import speed_up_training
 from .candidates import baseline_config
 from .timing import environment
 from ..utils import atomic_write, read_config, replace_section
@@ -95,9 +95,8 @@ def _build(cfg, variant, device):
     model = revert_sync_batchnorm(MODELS.build(copy.deepcopy(cfg.model)))
     model.init_weights()
     model.to(device).train()
-    if channels_last:  # what ChannelsLastHook does to the model
-        to_channels_last(model)
-        use_sync_free_losses(model)
+    if channels_last:
+        speed_up_training(model)
     wrapper_cfg = copy.deepcopy(cfg.optim_wrapper)
     if dtype is not None:
         wrapper_cfg.update(type='AmpOptimWrapper', loss_scale='dynamic',
