@@ -16,14 +16,15 @@ from repvgg_seg.analysis.candidates import (BASELINES, baseline_config,
 from repvgg_seg.analysis.plots import plot_accuracy
 from repvgg_seg.analysis.published import published_miou
 from repvgg_seg.analysis.measure import reference_labels
-from repvgg_seg.analysis.report import update_markdown
+from repvgg_seg.analysis.report import (fastest_correct_variants,
+                                        update_markdown)
 from repvgg_seg.analysis.variants import parse_variant, variant_name
 from repvgg_seg.deploy.fast_path import (FastSegmenter, FoldedPSPHead,
                                          conv_relu_pairs,
                                          optimize_for_inference)
 from repvgg_seg.models.ops import MatMulAdaptiveAvgPool2d
 from repvgg_seg.utils.config import read_config
-from repvgg_seg.utils.errors import InvalidArgument
+from repvgg_seg.utils.errors import InvalidArgument, UserError
 from repvgg_seg.deploy.fuse import DeployError, fuse_model, unfolded_norms
 from repvgg_seg.models import RepVGGBlock
 
@@ -96,6 +97,39 @@ def test_tool_measures_both_forms_and_a_baseline(tiny_config, tmp_path):
     assert 'conv+BN folded' in text and '![' in text
 
 
+def test_a_variant_that_changes_the_labels_fails_the_run(
+        tiny_config, tmp_path, monkeypatch):
+    """A fold that flips the labels (as a fold that lost its ReLU did on
+    the GPU) is marked wrong against its plain variant, never the best nor
+    plotted, and the run exits non-zero unless --allow-inexact."""
+    pytest.importorskip('matplotlib')
+    forward = FoldedPSPHead.forward
+    monkeypatch.setattr(FoldedPSPHead, 'forward',
+                        lambda self, inputs: -forward(self, inputs))
+    out, plot, md = (tmp_path / n for n in ('r.json', 'r.png', 'b.md'))
+    argv = [tiny_config, '--device', 'cpu', '--shape', *map(str, SHAPE),
+            '--repeat', '1', '--warmup', '0', '--fast-path',
+            'fp32+eager+cl+fold', 'fp32+eager+nchw', '--out', str(out),
+            '--plot', str(plot), '--out-md', str(md)]
+    with pytest.raises(UserError, match='(?s)change the labels.*'
+                       'fp32\\+cl\\+eager\\+fold.*--allow-inexact'):
+        load_tool('benchmark').main(argv)
+    records = json.loads(out.read_text())['fast_path']
+    fold, plain = records[:2]
+    assert fold['variant'] == 'fp32+cl+eager+fold' and fold['wrong']
+    # the plain counterpart was not asked for: measured for the check
+    assert fold['plain_variant'] == 'fp32+cl+eager'
+    assert fold['plain_agree_pct'] > 99 > 50 > fold['labels_agree_pct']
+    assert plain['plain_variant'] == 'fp32+nchw+eager' and not plain['wrong']
+    text = md.read_text()
+    assert '**WRONG**' in text
+    best = text.split('Best correct variant per model')[1]
+    assert 'fp32+nchw+eager' in best and '+fold' not in best
+    result = load_tool('benchmark').main(argv + ['--allow-inexact'])
+    assert fastest_correct_variants(result)[fold['model']]['variant'] == \
+        'fp32+nchw+eager'
+
+
 def test_markdown_section_is_replaced_not_appended(tmp_path):
     path = str(tmp_path / 'b.md')
     update_markdown(path, 'GPU run', 'first')
@@ -123,16 +157,21 @@ def test_imagenet_mode(tmp_path):
     assert records[1]['params_m'] == pytest.approx(8.31, abs=0.01)
 
 
-@pytest.mark.parametrize('variant', ['fp32+eager+nchw', 'fp32+eager+cl',
-                                     'fp32+eager+cl+fold'])
-def test_fast_path_fp32_equals_mmseg(tiny_model, variant):
+@pytest.mark.parametrize('variant', [
+    'fp32+eager+nchw', 'fp32+eager+cl', 'fp32+eager+cl+fold',
+    'fp32+eager+cl+relu', 'fp32+eager+nchw+fold+relu',
+    'fp32+eager+cl+fold+relu'])
+@pytest.mark.parametrize('shape', [SHAPE, (37, 71)])
+def test_fast_path_fp32_equals_mmseg(tiny_model, variant, shape):
     """BGR uint8 frames -> labels, the preprocessing folded into the first
-    conv, give MMSeg's labels (up to fp32 near-ties)."""
+    conv, give MMSeg's labels (up to fp32 near-ties), for every combination
+    of the exact transforms (fold + relu once lost the head's ReLU) and odd
+    sizes."""
     gen = np.random.default_rng(0)
-    images = gen.integers(0, 256, (2, *SHAPE, 3), dtype=np.uint8)
+    images = gen.integers(0, 256, (2, *shape, 3), dtype=np.uint8)
     segmenter = optimize_for_inference(tiny_model, **parse_variant(variant))
     labels = segmenter(torch.from_numpy(images))
-    assert labels.shape == (2, *SHAPE) and labels.dtype == torch.uint8
+    assert labels.shape == (2, *shape) and labels.dtype == torch.uint8
     for image, label in zip(images, labels):
         expected = reference_labels(tiny_model, image)
         assert (label == expected).float().mean() > 0.999
@@ -160,10 +199,8 @@ def test_fast_path_refuses_bad_input(tiny_model):
                                        cuda_graph=False)
     with pytest.raises(ValueError, match='H x W x 3'):
         segmenter(torch.zeros(1, 3, *SHAPE, dtype=torch.uint8))
-    for gpu_only in ('cuda_graph', 'fuse_relu'):
-        options = {'cuda_graph': False, 'fuse_relu': False, gpu_only: True}
-        with pytest.raises(ValueError, match=f'{gpu_only} needs .* CUDA'):
-            FastSegmenter(tiny_model, 'fp32', **options)
+    with pytest.raises(ValueError, match='cuda_graph needs .* CUDA'):
+        FastSegmenter(tiny_model, 'fp32', cuda_graph=True, fuse_relu=False)
     with pytest.raises(ValueError, match='unknown flag'):
         parse_variant('fp16+turbo')
 

@@ -17,7 +17,12 @@ from .candidates import has_norms, tensor_forward
 from .complexity import count_complexity
 from .timing import (cast_context, peak_memory, strict_fp32, summarize,
                      time_ms)
-from .variants import parse_variant, variant_name
+from .variants import parse_variant, plain_variant, variant_name
+
+#: A fast-path variant whose labels agree with fp32 more than this many
+#: points less than its plain counterpart's (:func:`plain_variant`) changes
+#: the answer: it is marked wrong, never the best, never plotted.
+MAX_AGREEMENT_DROP = 2.0
 
 
 def labels_forward(model, inputs):
@@ -119,14 +124,40 @@ def _fast_options(variant):
     return dict(parse_variant(variant), strict_fusion=False)
 
 
+def labels_agree_pct(segmenter, frames, references):
+    """Share (%) of the pixels of ``frames`` (uint8 BGR, 1 x H x W x 3 on
+    the device) whose fast-path label equals ``references``'."""
+    same = sum((segmenter(f)[0] == r).sum().item()
+               for f, r in zip(frames, references))
+    return 100 * same / sum(r.numel() for r in references)
+
+
+def judge_against_plain(records, plain_agreement):
+    """Mark each measured record with its plain counterpart's agreement and
+    ``wrong`` when it is more than :data:`MAX_AGREEMENT_DROP` points below
+    it. ``plain_agreement(name)`` gives a plain variant's agreement (None:
+    unknown, the record stays unjudged)."""
+    for record in records:
+        if 'error' in record:
+            continue
+        plain = plain_variant(_fast_options(record['variant']))
+        reference = plain_agreement(plain)
+        record.update(plain_variant=plain, plain_agree_pct=reference,
+                      wrong=reference is not None and
+                      record['labels_agree_pct'] < reference
+                      - MAX_AGREEMENT_DROP)
+
+
 def measure_fast_paths(name, model, variants, images, inputs, gmacs, args):
     """Each fast-path variant end to end (uint8 BGR batch on the device ->
     labels): setup time (fusion, cuDNN autotuning, compiling, graph
-    capture), label agreement with :func:`reference_labels` on ``images``,
-    and speed, timed in turn with the training form's full inference on
-    ``inputs`` (see :func:`time_ms`), whose speed-up it reports. A variant
-    the model cannot take (say, torch.compile without a compiler) is
-    recorded with its error and the others go on."""
+    capture), label agreement with :func:`reference_labels` on ``images``
+    (and with its plain counterpart's, measured too if not asked for: see
+    :func:`judge_against_plain`), and speed, timed in turn with the
+    training form's full inference on ``inputs`` (see :func:`time_ms`),
+    whose speed-up it reports. A variant the model cannot take (say,
+    torch.compile without a compiler) is recorded with its error and the
+    others go on."""
     device = inputs.device
     references = [reference_labels(model, image) for image in images]
     frames = [torch.from_numpy(image).to(device)[None] for image in images]
@@ -142,8 +173,7 @@ def measure_fast_paths(name, model, variants, images, inputs, gmacs, args):
             if device.type == 'cuda':
                 torch.cuda.synchronize(device)
             setup_s = time.perf_counter() - start
-            same = sum((segmenter(f)[0] == r).sum().item()
-                       for f, r in zip(frames, references))
+            agree = labels_agree_pct(segmenter, frames, references)
         except Exception as exc:  # reported in the table, not hidden
             records[variant] = dict(model=name, variant=variant,
                                     error=error_text(exc))
@@ -154,7 +184,22 @@ def measure_fast_paths(name, model, variants, images, inputs, gmacs, args):
         records[variant] = dict(
             model=name, variant=variant_name(options), setup_s=setup_s,
             gmacs=gmacs, batch_size=args.batch_size,
-            labels_agree_pct=100 * same / sum(r.numel() for r in references))
+            labels_agree_pct=agree)
+    measured = {r['variant']: r['labels_agree_pct']
+                for r in records.values() if 'error' not in r}
+
+    def plain_agreement(plain):
+        if plain not in measured:
+            try:
+                measured[plain] = labels_agree_pct(optimize_for_inference(
+                    model, **_fast_options(plain)), frames, references)
+            except Exception as exc:  # the variant stays unjudged
+                print(f'  {plain} (the plain reference) failed: '
+                      f'{error_text(exc)}', flush=True)
+                measured[plain] = None
+        return measured[plain]
+
+    judge_against_plain(records.values(), plain_agreement)
     with torch.inference_mode():
         calls['training'] = functools.partial(labels_forward, model, inputs)
         times = time_ms(calls, device, args.warmup, args.repeat)

@@ -2,10 +2,8 @@
 and speed against published mIoU (where a model stands in the field)."""
 import itertools
 
-#: Fast-path variants whose labels agree less with fp32 are not plotted.
-#: With random weights, fp16 flips near-ties between classes on 0.1-2.5 % of
-#: the pixels (rounding, not error); an overflow flips most of them.
-PLOT_MIN_AGREEMENT = 95
+from .report import MIN_AGREEMENT, fastest_correct_variants
+
 #: Label offsets tried around a point (points; nearest first), 8 directions.
 _DIRECTIONS = [(1, 0.4), (1, -1), (-1, 0.4), (-1, -1), (0, 1), (0, -1.6),
                (1, 1.4), (-1, 1.4)]
@@ -17,17 +15,6 @@ def _pyplot():
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     return plt
-
-
-def _fastest_variants(result):
-    """Per model, its fastest fast-path variant whose labels agree with
-    fp32 on at least :data:`PLOT_MIN_AGREEMENT` % of the pixels."""
-    fastest = {}
-    for r in result.get('fast_path', []):
-        if (r.get('labels_agree_pct', 0) >= PLOT_MIN_AGREEMENT and
-                r['fps'] > fastest.get(r['model'], {}).get('fps', 0)):
-            fastest[r['model']] = r
-    return fastest
 
 
 def _short(name):
@@ -94,7 +81,7 @@ def plot_accuracy(result, path):
     named under the plot. Returns the labels' boxes (pixels)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9, 6))
-    fastest = _fastest_variants(result)
+    fastest = fastest_correct_variants(result)
     points, labels, unknown = [], [], []
     for r in result['records']:
         if r.get('form') != 'fused':
@@ -128,7 +115,7 @@ def plot_accuracy(result, path):
     ax.set_ylabel('published Cityscapes val mIoU (%)')
     ax.set_title(f"{result['title']}\n{env['device']}; torch {env['torch']}"
                  '; open: fp32 fused, filled: fastest fast-path variant '
-                 f'(labels >= {PLOT_MIN_AGREEMENT} % = fp32); bars: p10-p90',
+                 f'(labels >= {MIN_AGREEMENT} % = fp32); bars: p10-p90',
                  fontsize=8)
     ax.grid(alpha=0.3, which='both')
     handles = [plt.Line2D([], [], marker='o', ls='', color=c, label=text)
@@ -174,7 +161,7 @@ def plot(result, path):
                                         alpha=0.5))
         ax.annotate(_short(name), (fused['params_m'], fused['fps']),
                     fontsize=7, xytext=(4, 3), textcoords='offset points')
-    fastest = _fastest_variants(result)
+    fastest = fastest_correct_variants(result)
     for name, r in fastest.items():
         params = by_model[name]['fused']['params_m']
         ax.scatter(params, r['fps'], marker='*', s=120, color='tab:red',
@@ -193,7 +180,7 @@ def plot(result, path):
         handles.append(plt.Line2D([], [], marker='*', ls='', ms=11,
                                   color='tab:red',
                                   label='fastest fast-path variant with '
-                                  f'labels >= {PLOT_MIN_AGREEMENT} % = fp32'))
+                                  f'labels >= {MIN_AGREEMENT} % = fp32'))
     ax.legend(handles=handles, fontsize=8)
     env = result['env']
     ax.set_xlabel('parameters (M)')

@@ -26,6 +26,32 @@ FAST_PATH_READING = [
 ]
 
 
+#: Fast-path variants whose labels agree less with fp32 are never the best
+#: nor plotted, even if not marked wrong. With random weights, fp16 flips
+#: near-ties between classes on 0.1-2.5 % of the pixels (rounding, not
+#: error); an overflow flips most of them.
+MIN_AGREEMENT = 95
+
+
+def wrong_variants(result):
+    """The fast-path records marked wrong (labels more than
+    ``measure.MAX_AGREEMENT_DROP`` points below their plain variant's)."""
+    return [r for r in result.get('fast_path', []) if r.get('wrong')]
+
+
+def fastest_correct_variants(result):
+    """Per model, its fastest fast-path variant that is not wrong and whose
+    labels agree with fp32 on at least :data:`MIN_AGREEMENT` % of the
+    pixels: the "best" column and the plots' points."""
+    fastest = {}
+    for r in result.get('fast_path', []):
+        if ('error' not in r and not r.get('wrong') and
+                r.get('labels_agree_pct', 0) >= MIN_AGREEMENT and
+                r['fps'] > fastest.get(r['model'], {}).get('fps', 0)):
+            fastest[r['model']] = r
+    return fastest
+
+
 def tflops(record, latency):
     """Achieved rate: 2 FLOP per multiply-add over the median latency (None
     for records saved without their GMACs)."""
@@ -115,9 +141,32 @@ def failures_table(result):
         [r['model'], r['error']] for r in failed])
 
 
+def _verdict(record):
+    """``ok (-0.12)`` or ``WRONG (-68.20)``: points of label agreement
+    against the plain variant (``-`` for older runs and the plain one)."""
+    reference = record.get('plain_agree_pct')
+    if reference is None or record.get('plain_variant') == record['variant']:
+        return '-'
+    drop = f"{record['labels_agree_pct'] - reference:+.2f}"
+    return (f"**WRONG** ({drop} vs {record['plain_variant']})"
+            if record.get('wrong') else f'ok ({drop})')
+
+
+def best_table(result):
+    """Per model, the fastest correct fast-path variant (see
+    :func:`fastest_correct_variants`)."""
+    miou = {r['model']: r.get('miou') for r in result['records']}
+    rows = [[model, r['variant'], _rate(r['fps']),
+             f"{r['labels_agree_pct']:.3f}", _fmt(miou.get(model), '.2f')]
+            for model, r in fastest_correct_variants(result).items()]
+    return rows and _table(['model', 'best correct variant', 'FPS',
+                            'labels = fp32 (%)', 'mIoU (published)'], rows)
+
+
 def fast_path_table(result, peak_tflops=None):
     header = ['model', 'variant', 'FPS', 'latency ms [p10-p90]', 'setup (s)',
-              'TFLOP/s', 'labels = fp32 (%)', 'x training form']
+              'TFLOP/s', 'labels = fp32 (%)', 'vs plain variant',
+              'x training form']
     if peak_tflops:
         header.append(f'% of {peak_tflops:.0f} TFLOP/s')
     rows = []
@@ -129,7 +178,7 @@ def fast_path_table(result, peak_tflops=None):
         row = [r['model'], r['variant'], _rate(r['fps']),
                _latency_cell(r), f"{r['setup_s']:.1f}",
                _rate(tflops(r, r)), f"{r['labels_agree_pct']:.3f}",
-               _fmt(r.get('speedup_vs_training'), '.2f')]
+               _verdict(r), _fmt(r.get('speedup_vs_training'), '.2f')]
         if peak_tflops:
             rate = tflops(r, r)
             row.append(_fmt(rate and 100 * rate / peak_tflops, '.0f'))
@@ -165,6 +214,10 @@ def to_markdown(result, plot_paths=(), md_dir=None):
         lines += ['### Fast inference path (`repvgg_seg.deploy.fast_path`)',
                   '',
                   fast_path_table(result, result.get('peak_tflops')), '']
+        best = best_table(result)
+        if best:
+            lines += ['Best correct variant per model (never a wrong one):',
+                      '', best, '']
         lines += [f'- {n}' for n in result['fast_path_notes']
                   + FAST_PATH_READING] + ['']
     for name, profile in result.get('profiles', {}).items():

@@ -10,7 +10,7 @@ import traceback
 
 import torch
 
-from ..utils.errors import InvalidArgument
+from ..utils.errors import InvalidArgument, UserError
 from ..utils.files import atomic_write
 from .arch_table import PAPER_NUMBERS
 from .candidates import (RESNET_DEPTHS, build_segmentor, calibration_images,
@@ -22,7 +22,8 @@ from .measure import (SEG_FORWARDS, classifier_forward, error_text,
 from .notes import common_notes, fast_path_notes, segmentation_notes
 from .plots import plot, plot_accuracy
 from .published import published_miou
-from .report import PAPER_SPEED, to_markdown, update_markdown
+from .report import (PAPER_SPEED, to_markdown, update_markdown,
+                     wrong_variants)
 from .timing import environment
 from .variants import parse_variant
 
@@ -177,12 +178,18 @@ def _accuracy_plot_path(path):
     return f'{stem}_miou{ext or ".png"}'
 
 
+class InexactVariant(UserError):
+    """A fast-path variant changed the labels: its speed is no result."""
+
+
 def run_benchmark(args):
     """Measure (or, ``args.from_json``, read) and write what ``args`` asks
     for: the JSON (``--out``, after every model), the plots (``--plot``,
     and beside it ``*_miou`` against published mIoU for segmentors) and
     the Markdown section (``--out-md``); print the section, return the
-    result."""
+    result. A measured variant marked wrong (see
+    ``measure.judge_against_plain``) then fails the run, unless
+    ``args.allow_inexact``."""
     for path in (args.out, args.plot, args.out_md):
         if path and osp.dirname(path):
             os.makedirs(osp.dirname(path), exist_ok=True)
@@ -212,4 +219,12 @@ def run_benchmark(args):
     if args.out_md:
         update_markdown(args.out_md, result['title'], section)
     print(section)
+    wrong = wrong_variants(result)
+    if wrong and not args.from_json and not args.allow_inexact:
+        raise InexactVariant(
+            'fast-path variants change the labels (marked WRONG above, left '
+            'out of the best and the plots): ' + '; '.join(
+                f"{r['model']} {r['variant']} {r['labels_agree_pct']:.2f} % "
+                f"vs {r['plain_agree_pct']:.2f} % plain" for r in wrong)
+            + '; fix the variant, or pass --allow-inexact to accept')
     return result

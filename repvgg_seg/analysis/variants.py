@@ -55,3 +55,18 @@ def variant_name(options):
               if flag not in ('cl', 'nchw', 'graph', 'eager')
               and all(options[k] == v for k, v in flag_options.items())]
     return '+'.join(parts)
+
+
+#: Flags that transform the model (the rest only choose how it runs): a
+#: variant is checked against the same variant without them.
+TRANSFORM_FLAGS = ('relu', 'cpost', 'fold', 'compile')
+
+
+def plain_variant(options):
+    """The canonical name of ``options`` without :data:`TRANSFORM_FLAGS`:
+    the same precision, layout and graph, nothing else (the reference a
+    variant's labels must agree with fp32 as well as)."""
+    plain = dict(options)
+    for flag in TRANSFORM_FLAGS:
+        plain.update({key: VARIANT_BASE[key] for key in VARIANT_FLAGS[flag]})
+    return variant_name(plain)
