@@ -125,7 +125,8 @@ def test_a_variant_that_changes_the_labels_fails_the_run(
     assert '**WRONG**' in text
     best = text.split('Best correct variant per model')[1]
     assert 'fp32+nchw+eager' in best and '+fold' not in best
-    result = load_tool('benchmark').main(argv + ['--allow-inexact'])
+    load_tool('benchmark').main(argv + ['--allow-inexact'])
+    result = json.loads(out.read_text())
     assert fastest_correct_variants(result)[fold['model']]['variant'] == \
         'fp32+nchw+eager'
 

@@ -105,7 +105,7 @@ def parse_args(argv):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    return run_benchmark(parse_args(argv))
+    run_benchmark(parse_args(argv))
 
 
 if __name__ == '__main__':
