@@ -31,8 +31,8 @@ CLASS_WEIGHT = Config.fromfile(DDRNET).class_weight
 TOLERANCE = 1e-5
 
 
-def _scores_and_labels(num_classes, ignored, seed=0):
-    gen = torch.Generator().manual_seed(seed)
+def _scores_and_labels(num_classes, ignored):
+    gen = torch.Generator().manual_seed(0)
     score = torch.randn(2, num_classes, 16, 32, generator=gen)
     target = torch.randint(0, num_classes, (2, 16, 32), generator=gen)
     target[torch.rand(target.shape, generator=gen) < ignored] = 255
@@ -250,26 +250,30 @@ def test_ddrnet_training_with_the_switch_sees_the_same_losses(
 
 
 @pytest.fixture
-def fp16_training_on_the_cpu(monkeypatch):
-    """mmengine's AmpOptimWrapper wants a GPU and its autocast refuses fp16
-    on the CPU: torch's CPU autocast stands in (the loss scaler disables
-    itself without CUDA)."""
-    import mmengine.runner.amp
-    from mmengine.optim.optimizer import amp_optimizer_wrapper
-    monkeypatch.setattr(amp_optimizer_wrapper, 'is_cuda_available',
-                        lambda: True)
-    monkeypatch.setattr(mmengine.runner.amp, 'autocast',
-                        lambda dtype: torch.autocast('cpu', dtype=dtype))
+def fp16_device(monkeypatch):
+    """Where mixed-precision training runs: the GPU if there is one, else
+    the CPU, where torch's autocast stands in for mmengine's (its
+    AmpOptimWrapper wants a GPU and its autocast refuses fp16 on the CPU;
+    the loss scaler disables itself without CUDA)."""
     enabled = torch.backends.mkldnn.enabled
-    yield
+    if torch.cuda.is_available():
+        yield 'cuda'
+    else:
+        import mmengine.runner.amp
+        from mmengine.optim.optimizer import amp_optimizer_wrapper
+        monkeypatch.setattr(amp_optimizer_wrapper, 'is_cuda_available',
+                            lambda: True)
+        monkeypatch.setattr(mmengine.runner.amp, 'autocast',
+                            lambda dtype: torch.autocast('cpu', dtype=dtype))
+        yield 'cpu'
     torch.backends.mkldnn.enabled = enabled  # channels_last turns it off
 
 
 def test_training_benchmark_measures_mmsegs_amp_and_ours_on_ddrnet(
-        fp16_training_on_the_cpu):
+        fp16_device):
     from repvgg_seg.analysis import training
-    result = training.run([str(DDRNET)], ['nchw-fp16', 'cl-fp16'], 'cpu',
-                          batch_size=2, warmup=1, iters=1)
+    result = training.run([str(DDRNET)], ['nchw-fp16', 'cl-fp16'],
+                          fp16_device, batch_size=2, warmup=1, iters=1)
     rows = result['rows']
     assert [r['variant'] for r in rows] == ['nchw-fp16', 'cl-fp16']
     for row in rows:
