@@ -2,8 +2,12 @@
 import contextlib
 import http.server
 import importlib.util
+import json
 import os
 import os.path as osp
+import pathlib
+import subprocess
+import sys
 import threading
 
 import torch
@@ -151,16 +155,22 @@ def tiny_segmentor(with_cp=False):
     without dropout: it draws its mask in memory order, which differs
     between layouts."""
     from mmengine.config import Config
-    from mmengine.model import revert_sync_batchnorm
     cfg = Config.fromfile(osp.join(REPO_ROOT, 'tests', 'configs',
                                    'pspnet_repvgg_tiny_citymini.py'))
     cfg.model.decode_head.dropout_ratio = 0
     cfg.model.auxiliary_head.dropout_ratio = 0
     cfg.model.backbone.with_cp = with_cp
+    return cfg, build_segmentor(cfg)
+
+
+def build_segmentor(cfg):
+    """``cfg.model`` built seeded, SyncBN as BN, initialised, in train
+    mode."""
+    from mmengine.model import revert_sync_batchnorm
     torch.manual_seed(0)
     model = revert_sync_batchnorm(MODELS.build(cfg.model))
     model.init_weights()
-    return cfg, model.train()
+    return model.train()
 
 
 def step_with_grads(model, batch):
@@ -180,8 +190,6 @@ def step_with_grads(model, batch):
 def torchrun_train(config, work_dir, *args, nproc=2):
     """``tools/train.py CONFIG --launcher pytorch --work-dir DIR ARGS``
     under torchrun on the CPU; the finished process."""
-    import subprocess
-    import sys
     env = dict(os.environ, OMP_NUM_THREADS='1')
     return subprocess.run(
         # --standalone: a free port, so parallel runs cannot collide
@@ -190,3 +198,50 @@ def torchrun_train(config, work_dir, *args, nproc=2):
          osp.join(REPO_ROOT, 'tools', 'train.py'), str(config),
          '--launcher', 'pytorch', '--work-dir', str(work_dir), *args],
         cwd=REPO_ROOT, capture_output=True, text=True, env=env, timeout=600)
+
+
+def run_tool(name, config, *args):
+    """``tools/NAME CONFIG ARGS`` in a subprocess; the finished process."""
+    return subprocess.run(
+        [sys.executable, osp.join(REPO_ROOT, 'tools', name), str(config),
+         *map(str, args)], cwd=REPO_ROOT, capture_output=True, text=True,
+        timeout=600)
+
+
+def data_root_options(root, *extra):
+    """``--cfg-options`` with ``extra`` and every split's data root."""
+    return ['--cfg-options', *extra, *(
+        f'{split}_dataloader.dataset.data_root={root}'
+        for split in ('train', 'val', 'test'))]
+
+
+def train(config, work_dir, root, *options, iters=6, args=()):
+    """``tools/train.py`` for ``iters`` iterations on the data at ``root``,
+    which must succeed; its log (stdout and stderr)."""
+    result = run_tool('train.py', config, '--work-dir', work_dir, *args,
+                      *data_root_options(root, f'train_cfg.max_iters={iters}',
+                                         *options))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+def train_losses(config, work_dir, root, *options, iters=4):
+    """The log and the per-iteration losses of ``iters`` seeded
+    ``tools/train.py`` iterations."""
+    log = train(config, work_dir, root, 'randomness.seed=0', *options,
+                iters=iters)
+    scalars = next(pathlib.Path(work_dir).glob('*/vis_data/scalars.json'))
+    entries = [json.loads(line) for line in scalars.read_text().splitlines()]
+    return log, [e['loss'] for e in entries if 'loss' in e]
+
+
+def config_with_hook(directory, config, name='with_hook.py'):
+    """A config file in ``directory``: ``config`` with ChannelsLastHook
+    forced on (on the CPU, in fp32)."""
+    path = pathlib.Path(directory) / name
+    path.write_text(
+        f"_base_ = ['{config}']\n"
+        "custom_hooks = [dict(type='CheckDatasetHook', nproc=1),\n"
+        "                dict(type='ChannelsLastHook', amp_only=False,\n"
+        "                     on_cpu=True)]\n")
+    return path

@@ -2,17 +2,15 @@
 checkpoints in the usual format either way, resume; and --amp without a GPU
 failing in one line."""
 import copy
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn as nn
 
-from helpers import (citymini_root, relative_error, step_with_grads,
-                     tiny_segmentor, torchrun_train)
+from helpers import (citymini_root, config_with_hook, data_root_options,
+                     relative_error, run_tool, step_with_grads,
+                     tiny_segmentor, torchrun_train, train, train_losses)
 from repvgg_seg.analysis.training import random_batches
 from repvgg_seg.engine import ChannelsLastHook, to_channels_last
 
@@ -95,42 +93,16 @@ def data_root(tmp_path_factory):
 @pytest.fixture(scope='module')
 def cl_config(tmp_path_factory):
     """The tiny config with the switch forced on (on the CPU, in fp32)."""
-    path = tmp_path_factory.mktemp('config') / 'tiny_channels_last.py'
-    path.write_text(
-        f"_base_ = ['{CONFIG}']\n"
-        "custom_hooks = [dict(type='CheckDatasetHook', nproc=1),\n"
-        "                dict(type='ChannelsLastHook', amp_only=False,\n"
-        "                     on_cpu=True)]\n")
-    return path
+    return config_with_hook(tmp_path_factory.mktemp('config'), CONFIG)
 
 
 ACTIVE = 'ChannelsLastHook: model and batches are channels_last'
 SYNC_FREE = '2 decode head losses without host syncs'
 
 
-def _tool(name, config, *args):
-    return subprocess.run(
-        [sys.executable, str(REPO / 'tools' / name), str(config),
-         *map(str, args)], cwd=REPO, capture_output=True, text=True,
-        timeout=600)
-
-
-def _options(root, *extra):
-    return ['--cfg-options', *extra, *(
-        f'{split}_dataloader.dataset.data_root={root}'
-        for split in ('train', 'val', 'test'))]
-
-
-def _train(config, work_dir, root, *options, iters=6, args=()):
-    result = _tool('train.py', config, '--work-dir', work_dir, *args,
-                   *_options(root, f'train_cfg.max_iters={iters}', *options))
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout + result.stderr
-
-
 def _test(config, checkpoint, work_dir, root):
-    result = _tool('test.py', config, checkpoint, '--work-dir', work_dir,
-                   *_options(root))
+    result = run_tool('test.py', config, checkpoint, '--work-dir', work_dir,
+                      *data_root_options(root))
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout + result.stderr
 
@@ -142,7 +114,7 @@ def _load(path):
 @pytest.fixture(scope='module')
 def cl_run(tmp_path_factory, data_root, cl_config):
     work_dir = tmp_path_factory.mktemp('cl_run')
-    log = _train(cl_config, work_dir, data_root)
+    log = train(cl_config, work_dir, data_root)
     assert ACTIVE in log
     return work_dir
 
@@ -161,7 +133,7 @@ def test_checkpoint_with_the_switch_is_the_usual_format_and_tests_without(
 
 def test_checkpoint_without_the_switch_tests_with_it(data_root, cl_config,
                                                      tmp_path):
-    log = _train(CONFIG, tmp_path / 'nchw', data_root, iters=2)
+    log = train(CONFIG, tmp_path / 'nchw', data_root, iters=2)
     assert ACTIVE not in log
     log = _test(cl_config, tmp_path / 'nchw/iter_2.pth', tmp_path / 'test',
                 data_root)
@@ -173,7 +145,7 @@ def test_resume_with_the_switch(cl_run, data_root, cl_config, tmp_path):
     work_dir.mkdir()
     (work_dir / 'iter_4.pth').write_bytes((cl_run / 'iter_4.pth').read_bytes())
     (work_dir / 'last_checkpoint').write_text(str(work_dir / 'iter_4.pth'))
-    log = _train(cl_config, work_dir, data_root, args=['--resume'])
+    log = train(cl_config, work_dir, data_root, args=['--resume'])
     assert 'resumed' in log.lower() and ACTIVE in log
     resumed, reference = (_load(d / 'iter_6.pth') for d in (work_dir, cl_run))
     assert resumed['meta']['iter'] == reference['meta']['iter'] == 6
@@ -185,12 +157,9 @@ def test_resume_with_the_switch(cl_run, data_root, cl_config, tmp_path):
 def _train_losses(config, work_dir, root):
     """Per-iteration losses of 4 seeded iterations (no dropout: it draws
     its mask in memory order)."""
-    log = _train(config, work_dir, root, 'randomness.seed=0',
-                 'model.decode_head.dropout_ratio=0',
-                 'model.auxiliary_head.dropout_ratio=0', iters=4)
-    scalars = next(Path(work_dir).glob('*/vis_data/scalars.json'))
-    entries = [json.loads(line) for line in scalars.read_text().splitlines()]
-    return log, [e['loss'] for e in entries if 'loss' in e]
+    return train_losses(config, work_dir, root,
+                        'model.decode_head.dropout_ratio=0',
+                        'model.auxiliary_head.dropout_ratio=0')
 
 
 def test_training_with_the_switch_sees_the_same_batches_and_losses(
@@ -206,8 +175,9 @@ def test_training_with_the_switch_sees_the_same_batches_and_losses(
 
 def test_two_process_distributed_training_with_the_switch(
         tmp_path, data_root, cl_config):
-    result = torchrun_train(cl_config, tmp_path,
-                            *_options(data_root, 'train_cfg.max_iters=2'))
+    result = torchrun_train(
+        cl_config, tmp_path,
+        *data_root_options(data_root, 'train_cfg.max_iters=2'))
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-3000:]
     assert 'Distributed training: True' in log and SYNC_FREE in log
@@ -219,7 +189,7 @@ def test_two_process_distributed_training_with_the_switch(
 def test_amp_without_a_gpu_is_one_line_error(tmp_path):
     if torch.cuda.is_available():
         pytest.skip('this machine has a GPU')
-    result = _tool('train.py', CONFIG, '--amp', '--work-dir', tmp_path)
+    result = run_tool('train.py', CONFIG, '--amp', '--work-dir', tmp_path)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines()
               if line.startswith('error: ')]

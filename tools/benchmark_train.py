@@ -20,7 +20,7 @@ import torch
 
 import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
 from repvgg_seg import apis
-from repvgg_seg.utils.cli import run_cli
+from repvgg_seg.utils.cli import positive, run_cli
 
 
 def parse_args(argv):
@@ -30,12 +30,17 @@ def parse_args(argv):
         epilog='\n'.join(__doc__.splitlines()[3:]))
     parser.add_argument('configs', nargs='*', help='segmentor configs')
     parser.add_argument('--baseline', nargs='+', default=[], metavar='NAME',
-                        help='MMSeg PSPNets, e.g. pspnet_r50-d8 (or a path)')
+                        help='MMSeg baselines by short name (pspnet_r50-d8, '
+                        'ddrnet-23-slim, ...) or config path '
+                        '(mmseg::ddrnet/....py)')
     parser.add_argument('--variants', nargs='+', choices=apis.TRAINING_VARIANTS,
                         default=list(apis.DEFAULT_TRAINING_VARIANTS))
     parser.add_argument('--device', default='cuda' if
                         torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--batch-size', type=int, default=2)
+    parser.add_argument('--batch-size', type=positive(int), default=2,
+                        help='images per step on the one device, whatever '
+                        "the config's per-GPU batch (e.g. 12 = 2xb6 on one "
+                        'GPU)')
     parser.add_argument('--data-root', help='Cityscapes-format data for '
                         'the real train pipeline (default: random crops)')
     parser.add_argument('--num-workers', type=int, help='override the '

@@ -179,9 +179,10 @@ def run(configs, variants=DEFAULT_VARIANTS, device='cuda', batch_size=2,
 
 
 def _short_name(name):
+    """The config's name up to its GPUs x batch (``_4xb2``, ``_2xb6``)."""
     base = osp.splitext(osp.basename(baseline_config(name)))[0]
-    return base.split('_4xb2')[0] + (' (mmseg)' if 'mmseg::' in
-                                      baseline_config(name) else '')
+    return re.split(r'_\d+xb\d+', base)[0] + (
+        ' (mmseg)' if 'mmseg::' in baseline_config(name) else '')
 
 
 def summarize_train_log(path, skip=50):

@@ -100,7 +100,8 @@ class ChannelsLastHook(Hook):
         enabled (bool): ``False`` keeps the hook in the config but inert
             (``--cfg-options custom_hooks.N.enabled=False``).
         sync_free_losses (bool): decode heads with MMSeg's own
-            ``loss_by_feat`` compute it without host syncs
+            ``loss_by_feat``, and DDR heads with MMSeg's OHEM /
+            cross-entropy losses, compute their losses without host syncs
             (:func:`~.fast_loss.use_sync_free_losses`).
     """
 
