@@ -21,6 +21,7 @@ rounding. Each kind of branch gives its own ``(kernel, bias)``
 The blocks built on this: :class:`~.repvgg_blocks.RepVGGBlock`,
 :class:`~.rdrnet.RB` and :class:`~.rdrnet.RepParallel`.
 """
+import warnings
 from typing import NamedTuple
 
 import torch
@@ -85,10 +86,13 @@ class Block1x1(BaseModule):
 
     def __init__(self, in_channels, out_channels, stride=1, norm_cfg=None):
         super().__init__()
-        self.conv1 = ConvModule(in_channels, out_channels, 1, stride=stride,
-                                bias=True, norm_cfg=norm_cfg, act_cfg=None)
-        self.conv2 = ConvModule(out_channels, out_channels, 1, bias=True,
-                                norm_cfg=norm_cfg, act_cfg=None)
+        with warnings.catch_warnings():  # the biases are RDRNet's (its keys)
+            warnings.filterwarnings('ignore', 'Unnecessary conv bias')
+            self.conv1 = ConvModule(in_channels, out_channels, 1, stride,
+                                    bias=True, norm_cfg=norm_cfg,
+                                    act_cfg=None)
+            self.conv2 = ConvModule(out_channels, out_channels, 1, bias=True,
+                                    norm_cfg=norm_cfg, act_cfg=None)
 
     def forward(self, x):
         return self.conv2(self.conv1(x))
