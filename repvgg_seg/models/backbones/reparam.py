@@ -84,7 +84,8 @@ class Block1x1(BaseModule):
     ``conv1``/``conv2``, so its checkpoints load). Linear in eval mode, so
     it fuses as one 1x1 conv (:meth:`equivalent_kernel`). No groups."""
 
-    def __init__(self, in_channels, out_channels, stride=1, norm_cfg=None):
+    def __init__(self, in_channels, out_channels, stride=1,
+                 norm_cfg=dict(type='BN')):
         super().__init__()
         with warnings.catch_warnings():  # the biases are RDRNet's (its keys)
             warnings.filterwarnings('ignore', 'Unnecessary conv bias')
@@ -106,7 +107,8 @@ class Block1x1(BaseModule):
                                  self.conv2.conv.bias, self.conv2.norm)
         matrix1, matrix2 = kernel1[:, :, 0, 0], kernel2[:, :, 0, 0]
         kernel = (matrix2 @ matrix1)[:, :, None, None]
-        return pad_kernel(kernel, geometry.kernel_size), bias2 + matrix2 @ bias1
+        return (pad_kernel(kernel, geometry.kernel_size),
+                bias2 + matrix2 @ bias1)
 
 
 def branch_kernel(branch, geometry):
