@@ -1,5 +1,6 @@
 """Which models a benchmark measures and how they are built: CONFIG (or its
-``--sweep`` archs), MMSeg's own configs by short name, ImageNet classifiers;
+``--sweep`` archs), MMSeg's configs and our RDRNet ones by short name,
+ImageNet classifiers;
 random weights with calibrated BN statistics unless a checkpoint is given.
 """
 import copy
@@ -14,28 +15,40 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from mmseg.registry import MODELS
 from ..deploy import load_trained_model
 from ..models import RepVGG
+from ..models.backbones import ReparamBlock
 from ..utils.config import read_config
 from ..utils.errors import InvalidArgument
 
-#: ``--baseline`` short names -> MMSeg's own Cityscapes configs. The real-time
-#: networks use the ImageNet-pretrained recipe where MMSeg has one (the
-#: structure is the same; only the published mIoU differs).
+#: This repository's configs (a source checkout: they are not installed).
+CONFIG_DIR = osp.normpath(osp.join(osp.dirname(osp.abspath(__file__)), '..',
+                                   '..', 'configs'))
+#: ``--baseline`` short names -> configs: MMSeg's own Cityscapes configs
+#: (``mmseg::``; the real-time networks use the ImageNet-pretrained recipe
+#: where MMSeg has one: the structure is the same, only the published mIoU
+#: differs), then RDRNet, which MMSeg does not ship, from ``configs/``.
 BASELINES = {
-    'pspnet_r18-d8': 'pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py',
-    'pspnet_r50-d8': 'pspnet/pspnet_r50-d8_4xb2-80k_cityscapes-512x1024.py',
+    'pspnet_r18-d8':
+    'mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py',
+    'pspnet_r50-d8':
+    'mmseg::pspnet/pspnet_r50-d8_4xb2-80k_cityscapes-512x1024.py',
     'pspnet_r101-d8':
-    'pspnet/pspnet_r101-d8_4xb2-80k_cityscapes-512x1024.py',
-    'pidnet-s': 'pidnet/pidnet-s_2xb6-120k_1024x1024-cityscapes.py',
-    'pidnet-m': 'pidnet/pidnet-m_2xb6-120k_1024x1024-cityscapes.py',
-    'pidnet-l': 'pidnet/pidnet-l_2xb6-120k_1024x1024-cityscapes.py',
-    'ddrnet-23-slim':
-    'ddrnet/ddrnet_23-slim_in1k-pre_2xb6-120k_cityscapes-1024x1024.py',
-    'ddrnet-23': 'ddrnet/ddrnet_23_in1k-pre_2xb6-120k_cityscapes-1024x1024.py',
-    'bisenetv1': 'bisenetv1/bisenetv1_r18-d32-in1k-pre_4xb8-160k_'
+    'mmseg::pspnet/pspnet_r101-d8_4xb2-80k_cityscapes-512x1024.py',
+    'pidnet-s': 'mmseg::pidnet/pidnet-s_2xb6-120k_1024x1024-cityscapes.py',
+    'pidnet-m': 'mmseg::pidnet/pidnet-m_2xb6-120k_1024x1024-cityscapes.py',
+    'pidnet-l': 'mmseg::pidnet/pidnet-l_2xb6-120k_1024x1024-cityscapes.py',
+    'ddrnet-23-slim': 'mmseg::ddrnet/'
+    'ddrnet_23-slim_in1k-pre_2xb6-120k_cityscapes-1024x1024.py',
+    'ddrnet-23':
+    'mmseg::ddrnet/ddrnet_23_in1k-pre_2xb6-120k_cityscapes-1024x1024.py',
+    'bisenetv1': 'mmseg::bisenetv1/bisenetv1_r18-d32-in1k-pre_4xb8-160k_'
     'cityscapes-1024x1024.py',
-    'bisenetv2': 'bisenetv2/bisenetv2_fcn_4xb8-160k_cityscapes-1024x1024.py',
-    'stdc1': 'stdc/stdc1_in1k-pre_4xb12-80k_cityscapes-512x1024.py',
-    'stdc2': 'stdc/stdc2_in1k-pre_4xb12-80k_cityscapes-512x1024.py',
+    'bisenetv2':
+    'mmseg::bisenetv2/bisenetv2_fcn_4xb8-160k_cityscapes-1024x1024.py',
+    'stdc1': 'mmseg::stdc/stdc1_in1k-pre_4xb12-80k_cityscapes-512x1024.py',
+    'stdc2': 'mmseg::stdc/stdc2_in1k-pre_4xb12-80k_cityscapes-512x1024.py',
+    **{name: osp.join(CONFIG_DIR,
+                      f'{name}_2xb6-120k_cityscapes-1024x1024.py')
+       for name in ('rdrnet-s-simple', 'rdrnet-s', 'rdrnet-m', 'rdrnet-l')},
 }
 RESNET_DEPTHS = (18, 50, 101)
 
@@ -47,7 +60,7 @@ def baseline_config(name):
     if name not in BASELINES:
         raise InvalidArgument(f'unknown baseline {name!r}: give a config path '
                               f'or one of {", ".join(BASELINES)}')
-    return 'mmseg::' + BASELINES[name]
+    return BASELINES[name]
 
 
 def config_name(path):
@@ -90,8 +103,14 @@ def untrained(cfg):
     return cfg
 
 
+#: Backbones with a training and a fused form -> their family.
+REPARAMETERIZED_FAMILIES = {'RepVGG': 'repvgg', 'RDRNet': 'rdrnet'}
+
+
 def family(cfg):
-    return 'repvgg' if cfg.model.backbone.type == 'RepVGG' else 'baseline'
+    """``'repvgg'``, ``'rdrnet'`` (both re-parameterized: measured in
+    training and fused form) or ``'baseline'``."""
+    return REPARAMETERIZED_FAMILIES.get(cfg.model.backbone.type, 'baseline')
 
 
 def segmentor_candidates(args):
@@ -111,9 +130,10 @@ def segmentor_candidates(args):
     for base in args.baseline:
         path = baseline_config(base)
         cfg = read_config(path)
-        name = config_name(path).split('_4xb2')[0]
+        name = base if base in BASELINES else \
+            config_name(path).split('_4xb2')[0]
         if path.startswith('mmseg::'):
-            name = (base if base in BASELINES else name) + ' (mmseg)'
+            name += ' (mmseg)'
         candidates.append(dict(name=name, family=family(cfg),
                                config_name=config_name(path), cfg=cfg,
                                checkpoint=None))
@@ -122,6 +142,12 @@ def segmentor_candidates(args):
 
 def has_norms(model):
     return any(isinstance(m, _BatchNorm) for m in model.modules())
+
+
+def has_training_form(model):
+    """Whether ``model`` still has branches to fuse (RepVGG, RDRNet)."""
+    return any(isinstance(m, ReparamBlock) and not m.deploy
+               for m in model.modules())
 
 
 def calibration_images(shape, seed=0):

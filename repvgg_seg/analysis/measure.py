@@ -13,7 +13,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ..deploy.fast_path import optimize_for_inference
 from ..deploy.fuse import fuse_model
 from ..models.ops import logits_to_labels
-from .candidates import has_norms, tensor_forward
+from .candidates import has_norms, has_training_form, tensor_forward
 from .complexity import count_complexity
 from .timing import (cast_context, peak_memory, strict_fp32, summarize,
                      time_ms)
@@ -56,14 +56,15 @@ def agreement(model, fused, forward, inputs, fp16):
 
 def measure_forms(name, family, model, forwards, inputs, args):
     """Records of ``model`` fused (every conv+BN pair folded; a BN before
-    its conv kept, counted in ``norms_kept``) and, for RepVGG models that
-    have BN, in training form: the latency of each of ``forwards`` (name ->
-    ``fn(model, inputs)``; the forms timed in turn, see :func:`time_ms`),
+    its conv kept, counted in ``norms_kept``) and, for re-parameterized
+    models (RepVGG, RDRNet) not fused yet, in training form: the latency
+    of each of ``forwards`` (name -> ``fn(model, inputs)``; the forms timed
+    in turn, see :func:`time_ms`),
     the peak memory of a call of the last one, params and multiply-adds.
     The fused form is compared with the unfused one."""
     fused = fuse_model(copy.deepcopy(model), strict=False)
     forms = {'fused': fused}
-    if family == 'repvgg' and has_norms(model):
+    if has_training_form(model):
         forms = {'training': model, 'fused': fused}
     device, batch = inputs.device, inputs.shape[0]
     last = list(forwards.values())[-1]

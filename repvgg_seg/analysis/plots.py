@@ -8,6 +8,10 @@ from .report import MIN_AGREEMENT, fastest_correct_variants
 _DIRECTIONS = [(1, 0.4), (1, -1), (-1, 0.4), (-1, -1), (0, 1), (0, -1.6),
                (1, 1.4), (-1, 1.4)]
 _RADII = (5, 12, 20, 30, 42)
+#: Marker colour and legend of each family in the mIoU plot.
+FAMILY_STYLES = {'repvgg': ('tab:blue', 'PSPNet-RepVGG (ours)'),
+                 'rdrnet': ('tab:orange', 'RDRNet (ours)'),
+                 'baseline': ('tab:gray', 'MMSeg models')}
 
 
 def _pyplot():
@@ -90,7 +94,7 @@ def plot_accuracy(result, path):
         if miou is None:
             unknown.append(_short(r['model']))
             continue
-        color = 'tab:blue' if r['family'] == 'repvgg' else 'tab:gray'
+        color = FAMILY_STYLES[r['family']][0]
         batch = r.get('batch_size', 1)
         full = r['latency'].get('full', r['latency']['raw'])
         ax.errorbar(r['fps'], miou, xerr=_fps_error(full, batch), fmt='o',
@@ -118,9 +122,10 @@ def plot_accuracy(result, path):
                  f'(labels >= {MIN_AGREEMENT} % = fp32); bars: p10-p90',
                  fontsize=8)
     ax.grid(alpha=0.3, which='both')
+    families = {r.get('family') for r in result['records']}
     handles = [plt.Line2D([], [], marker='o', ls='', color=c, label=text)
-               for c, text in (('tab:blue', 'PSPNet-RepVGG (ours)'),
-                               ('tab:gray', 'MMSeg models'))]
+               for family, (c, text) in FAMILY_STYLES.items()
+               if family in families]
     ax.legend(handles=handles, fontsize=8, loc='best')
     if unknown:
         fig.text(0.01, 0.01, 'No published mIoU (not shown): ' +
@@ -171,9 +176,10 @@ def plot(result, path):
                     xytext=(6, -4), textcoords='offset points')
     handles = [
         plt.Line2D([], [], marker='o', ls='', mfc='none', mec='tab:blue',
-                   label='RepVGG, training form'),
+                   label='re-parameterized (RepVGG, RDRNet), training '
+                   'form'),
         plt.Line2D([], [], marker='o', ls='', color='tab:blue',
-                   label='RepVGG, fused'),
+                   label='re-parameterized, fused'),
         plt.Line2D([], [], marker='s', ls='', color='tab:gray',
                    label='baseline, conv+BN folded')]
     if fastest:

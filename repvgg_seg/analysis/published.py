@@ -3,7 +3,8 @@ ship, shown beside the measured speed: how fast is only half of it.
 
 Keys are config file names without ``.py``. Sources: the RepVGG paper
 (Ding et al., CVPR 2021, Cityscapes table: its own PSPNet recipe, not reproduced
-here) for ours, the model zoo metafiles that ship with MMSegmentation 1.2.2
+here) for ours, the RDRNet authors' README table for our RDRNet configs, the
+model zoo metafiles that ship with MMSegmentation 1.2.2
 (``.mim/configs/*/metafile.yaml``) for MMSeg's. A config missing here has no
 published number (shown as ``-``).
 """
@@ -13,6 +14,16 @@ PAPER_MIOU = {
     'pspnet_repvgg_b1g2-fast': 78.88,
     'pspnet_repvgg_b2-fast': 79.52,
     'pspnet_repvgg_b2': 80.57,
+}
+#: The RDRNet table of the authors' README (gyyang23/RDRNet, at 93d3b81):
+#: Cityscapes val, single scale, trained on train only, no ImageNet
+#: pretraining (the table's DDRNet/PIDNet rows were re-trained without it
+#: too, 1.5-2.3 points below MMSeg's pretrained zoo values below).
+RDRNET_README_MIOU = {
+    'rdrnet-s-simple_2xb6-120k_cityscapes-1024x1024': 76.7,
+    'rdrnet-s_2xb6-120k_cityscapes-1024x1024': 76.8,
+    'rdrnet-m_2xb6-120k_cityscapes-1024x1024': 78.8,
+    'rdrnet-l_2xb6-120k_cityscapes-1024x1024': 79.6,
 }
 #: MMSeg's model zoo: PSPNets (512x1024 crops, 80k iterations), then the
 #: real-time networks. DDRNet-23: 79.99 in the metafile; MMSeg's DDRNet
@@ -39,6 +50,8 @@ MMSEG_ZOO_MIOU = {
 #: config name -> (mIoU, source)
 PUBLISHED_MIOU = {
     **{name: (miou, 'RepVGG paper') for name, miou in PAPER_MIOU.items()},
+    **{name: (miou, 'RDRNet README') for name, miou in
+       RDRNET_README_MIOU.items()},
     **{name: (miou, 'MMSeg zoo') for name, miou in MMSEG_ZOO_MIOU.items()},
 }
 

@@ -84,10 +84,11 @@ def _table(header, rows):
 
 
 def _form(record):
-    if record['family'] == 'repvgg':
-        return record['form']
     kept = record.get('norms_kept')
-    return 'conv+BN folded' + (f', {kept} BN kept' if kept else '')
+    kept = f', {kept} BN kept' if kept else ''
+    if record['family'] == 'baseline':
+        return 'conv+BN folded' + kept
+    return record['form'] + kept
 
 
 def records_table(result):

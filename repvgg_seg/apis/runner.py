@@ -21,9 +21,10 @@ from ..deploy import deploy_config, is_deploy_config
 from ..engine import ChannelsLastHook
 from ..datasets.check import data_folders
 from ..models import build_model
-from ..models.checkpoints import (CheckpointMismatch, backbone_arch,
-                                  is_fused_checkpoint, load_weights,
-                                  read_checkpoint, state_dict_of)
+from ..models.checkpoints import (CheckpointMismatch, arch_label,
+                                  backbone_arch, is_fused_checkpoint,
+                                  load_weights, read_checkpoint,
+                                  state_dict_of)
 from ..models.pretrained_urls import fetch_pretrained
 from ..compat import find_latest_complete_checkpoint
 from ..utils.config import read_config
@@ -234,9 +235,10 @@ def check_checkpoint(cfg, checkpoint, whole_model=True):
     found = backbone_arch(state_dict_of(source, checkpoint))
     expected = backbone_arch(model.state_dict())
     if found != expected:
-        raise CheckpointMismatch(f'{checkpoint} holds RepVGG-{found} weights but '
-                          f'{cfg.filename} builds RepVGG-{expected}: use a '
-                          'checkpoint of the same arch')
+        raise CheckpointMismatch(f'{checkpoint} holds {arch_label(found)} '
+                                 f'weights but {cfg.filename} builds '
+                                 f'{arch_label(expected)}: use a '
+                                 'checkpoint of the same arch')
 
 
 def configure_show(cfg, show=False, show_dir=None, wait_time=2,

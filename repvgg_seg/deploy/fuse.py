@@ -1,13 +1,16 @@
 """Fuse a trained model for deployment, exactly.
 
-Every RepVGG block becomes one 3x3 conv (its own ``switch_to_deploy``) and
-every conv+BN pair of the heads one conv with bias (an eval-mode BN is an
-affine map). A fused ``ConvModule`` is then the very module that
-``ConvModule(norm_cfg=None)`` builds (``bias='auto'`` gives the conv a
-bias), with the same ``conv.weight``/``conv.bias`` keys. So
-:func:`deploy_config` is a plain MMSeg config, ``backbone.deploy=True`` and
-``norm_cfg=None`` in the heads, and a fused checkpoint loads with
-``mmseg.apis.init_model`` or ``tools/test.py`` like any other.
+Every re-parameterized backbone takes its own fused form (its
+``switch_to_deploy``: one 3x3 conv per RepVGG block; RDRNet's blocks and
+pyramid-pooling branches) and every conv+BN pair of the heads becomes one
+conv with bias (an eval-mode BN is an affine map). A fused ``ConvModule``
+is then the very module that ``ConvModule(norm_cfg=None)`` builds
+(``bias='auto'`` gives the conv a bias), with the same
+``conv.weight``/``conv.bias`` keys. So :func:`deploy_config` is a plain
+MMSeg config, ``backbone.deploy=True`` and ``norm_cfg=None`` in the heads
+(kept in a head whose BNs come before its convs, as RDRNet's ``DDRHead``),
+and a fused checkpoint loads with ``mmseg.apis.init_model`` or
+``tools/test.py`` like any other.
 """
 import copy
 import inspect
@@ -43,12 +46,13 @@ CHECK_INPUT_SHAPE = (1, 3, 128, 256)
 
 
 def _reparameterize(module):
-    """Call ``switch_to_deploy`` on the outermost modules that have it."""
+    """Call ``switch_to_deploy`` on the outermost modules that have it;
+    return them (their fused form is their class's own)."""
     if hasattr(module, 'switch_to_deploy'):
         module.switch_to_deploy()
-        return
-    for child in module.children():
-        _reparameterize(child)
+        return [module]
+    return [fused for child in module.children()
+            for fused in _reparameterize(child)]
 
 
 def _norm_before_conv(module):
@@ -59,10 +63,11 @@ def _norm_before_conv(module):
             and module.order.index('norm') < module.order.index('conv'))
 
 
-def _fold_conv_bn(module):
+def _fold_conv_bn(module, keep=()):
     """Fold each BN child into the conv child registered just before it
     (mmcv's ``fuse_conv_bn`` rule), recursively, except inside ConvModules
-    whose norm precedes the conv: those are left as they are."""
+    whose norm precedes the conv and inside the modules of ``keep``: those
+    are left as they are."""
     last_conv_name = None
     for name, child in list(module.named_children()):
         if isinstance(child, _BatchNorm):
@@ -73,46 +78,84 @@ def _fold_conv_bn(module):
                 last_conv_name = None
         elif isinstance(child, nn.Conv2d):
             last_conv_name = name
-        elif not _norm_before_conv(child):
-            _fold_conv_bn(child)
+        elif not _norm_before_conv(child) and \
+                not any(child is kept for kept in keep):
+            _fold_conv_bn(child, keep)
+
+
+def _fold_norms(module, keep=()):
+    """:func:`_fold_conv_bn`, then each ConvModule whose BN was folded made
+    exactly ``ConvModule(norm_cfg=None)`` (same keys: ``bias='auto'``
+    gives that conv a bias)."""
+    _fold_conv_bn(module, keep)
+    for m in module.modules():
+        if (isinstance(m, ConvModule) and m.with_norm
+                and isinstance(m.norm, nn.Identity)):
+            delattr(m, m.norm_name)
+            m.norm_name, m.with_norm = None, False
+
+
+def _norms_outside(module, keep, prefix=''):
+    """``(name, module)`` of the norm layers (BNs, ConvModules with a
+    norm) in ``module``, not looking inside the modules of ``keep``."""
+    if any(module is kept for kept in keep):
+        return []
+    own = [(prefix, module)] if isinstance(module, _BatchNorm) or \
+        isinstance(module, ConvModule) and module.with_norm else []
+    return own + [found for child_name, child in module.named_children()
+                  for found in _norms_outside(
+                      child, keep,
+                      f'{prefix}.{child_name}' if prefix else child_name)]
+
+
+def _refuse_partial_folding(part, left):
+    """A part of the model with some norm layers folded and others not
+    is no structure a config builds (its ``norm_cfg`` is all or none)."""
+    norm_first = [name for name, m in left if _norm_before_conv(m)]
+    if norm_first:
+        raise DeployError(f'cannot fold {norm_first[0]}: its norm layer '
+                          'comes before the conv')
+    raise DeployError(f'{len(left)} norm layers of {part} cannot be folded '
+                      f'into a conv, e.g. {left[0][0]}')
 
 
 def fuse_model(model, strict=True):
     """Fuse ``model`` in place (eval mode) and return it.
 
-    ``strict`` (what :func:`fuse_checkpoint` needs: its deploy config, norm
-    layers off, must rebuild the result) raises :class:`DeployError` if any
-    norm layer cannot be folded. ``strict=False`` folds every conv followed
-    by its BN and leaves every other norm layer as it is (a BN before its
-    conv cannot be folded exactly): for measuring models built without
-    fusion in mind, such as MMSeg's real-time networks.
+    Modules that re-parameterize themselves (``switch_to_deploy``: RepVGG,
+    RDRNet) take their fused form; then conv+BN pairs are folded. With
+    ``strict`` (what :func:`fuse_checkpoint` needs: :func:`deploy_config`
+    must rebuild the result) the fused form of a re-parameterized module is
+    left as its class defines it (what ``deploy=True`` builds: RDRNet keeps
+    its pyramid pooling's pre-activation BNs and the BNs of its fusion
+    convs, as the authors' fused checkpoints do), and each other part of
+    the model (backbone, heads) has either all its norm layers folded (its
+    deploy config: ``norm_cfg=None``) or none of them (a head whose BN
+    comes before its conv, as MMSeg's ``DDRHead``: config unchanged);
+    :class:`DeployError` for a part with some folded and some not (PIDNet's
+    backbone). ``strict=False`` folds every conv followed by its BN,
+    everywhere, and leaves every other norm layer as it is (a BN before its
+    conv cannot be folded exactly): the fastest form, for measuring models
+    built without fusion in mind, such as MMSeg's real-time networks.
     """
     model.eval()
-    _reparameterize(model)
-    norm_first = [name for name, m in model.named_modules()
-                  if _norm_before_conv(m)]
-    if strict and norm_first:
-        raise DeployError(f'cannot fold {norm_first[0]}: its norm layer '
-                          'comes before the conv')
-    _fold_conv_bn(model)
-    for m in model.modules():
-        if (isinstance(m, ConvModule) and m.with_norm
-                and isinstance(m.norm, nn.Identity)):
-            delattr(m, m.norm_name)  # now exactly ConvModule(norm_cfg=None)
-            m.norm_name, m.with_norm = None, False
-    left = unfolded_norms(model)
-    if strict and left:
-        raise DeployError(f'{len(left)} norm layers cannot be folded into a '
-                          f'conv, e.g. {left[0]}')
+    fused_by_class = _reparameterize(model)
+    keep = fused_by_class if strict else ()
+    before = {name: len(_norms_outside(child, keep))
+              for name, child in model.named_children()}
+    _fold_norms(model, keep)
+    if strict:
+        for name, child in model.named_children():
+            left = _norms_outside(child, keep, name)
+            if left and len(left) < before[name]:
+                _refuse_partial_folding(name, left)
     return model
 
 
 def unfolded_norms(model):
     """Names of the norm layers left in ``model`` (after fusion: the ones
     that could not be folded)."""
-    return [name for name, m in model.named_modules()
-            if isinstance(m, _BatchNorm)
-            or isinstance(m, ConvModule) and m.with_norm]
+    return [name for name, _ in _norms_outside(model, ())]
 
 
 def _reparameterizable(node):
@@ -140,6 +183,19 @@ def _deploy_nodes(node):
                 yield from _deploy_nodes(value)
 
 
+def _folds_completely(node):
+    """Whether every norm layer of the module that the config ``node``
+    builds folds into a conv (then its deploy config has ``norm_cfg=None``;
+    otherwise :func:`fuse_model` leaves them all, and the config as it
+    is). Asked of the module itself, built on the meta device."""
+    if 'type' not in node:
+        return True
+    with torch.device('meta'):
+        module = MODELS.build(node).eval()
+    _fold_norms(module)
+    return not unfolded_norms(module)
+
+
 def deploy_config(cfg):
     """The config that builds the fused structure of ``cfg``'s model."""
     cfg = copy.deepcopy(cfg)
@@ -147,7 +203,7 @@ def deploy_config(cfg):
         if _reparameterizable(node):
             # weights come from the fused checkpoint, not a pretrained file
             node.update(deploy=True, init_cfg=None)
-        else:
+        elif _folds_completely(node):
             node['norm_cfg'] = None
     return cfg
 

@@ -10,8 +10,8 @@ from ..utils.files import atomic_torch_save, same_file
 from .backbones import ARCH_SETTINGS, RepVGG
 from .checkpoints import (LAYOUTS, CheckpointMismatch, infer_arch,
                           is_deploy_form, load_matching_shapes,
-                          read_backbone_state, read_checkpoint, state_dict_of,
-                          to_backbone_keys, to_layout)
+                          read_backbone_state, read_checkpoint, refuse_rdrnet,
+                          state_dict_of, to_backbone_keys, to_layout)
 
 FORMS = ('train', 'deploy')
 
@@ -90,8 +90,9 @@ def extract_backbone(src, out):
     backbone's ``init_cfg``; return its meta and counts."""
     if same_file(src, out):
         raise ConversionError(f'the output {out} would overwrite the input')
-    backbone, others = to_backbone_keys(state_dict_of(read_checkpoint(src),
-                                                      src))
+    state = state_dict_of(read_checkpoint(src), src)
+    refuse_rdrnet(state, src)
+    backbone, others = to_backbone_keys(state)
     if not backbone:
         raise CheckpointMismatch(f'{src} holds no RepVGG backbone weights '
                                  f'(keys like {others[:3]})')

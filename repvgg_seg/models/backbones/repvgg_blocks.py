@@ -2,23 +2,23 @@
 
 Training form: ``3x3 conv+BN + 1x1 conv+BN (+ identity BN)``, then the
 activation; :meth:`RepVGGBlock.switch_to_deploy` folds the branches into one
-3x3 conv with bias, exactly (the fusion lives next to the branches it fuses).
+3x3 conv with bias, exactly (the block is a :class:`~.reparam.ReparamBlock`:
+the fusion lives next to the branches it fuses).
 Arguments, attribute and module names are mmpretrain's (``padding``,
 ``se_cfg``, ``conv_cfg``, ``act_cfg``; ``branch_*``, ``se_layer``), so code
 and checkpoints written for mmpretrain's block work with this one.
 """
 import contextlib
 
-import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
-from mmcv.cnn import (ConvModule, build_activation_layer, build_conv_layer,
-                      build_norm_layer)
+from mmcv.cnn import ConvModule, build_activation_layer, build_norm_layer
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmseg.models.utils import make_divisible
 from ..repvgg_archs import RepVGGArgumentError
+from .reparam import ConvGeometry, ReparamBlock
 
 #: conv_cfg types that build a plain ``nn.Conv2d``, the only conv the
 #: fusion is exact for.
@@ -64,7 +64,7 @@ class SELayer(BaseModule):
         return x * self.conv2(self.conv1(F.adaptive_avg_pool2d(x, 1)))
 
 
-class RepVGGBlock(BaseModule):
+class RepVGGBlock(ReparamBlock):
     """One RepVGG layer: three branches in training, one 3x3 conv deployed.
 
     Args:
@@ -84,6 +84,10 @@ class RepVGGBlock(BaseModule):
         deploy (bool): build the fused form directly.
     """
 
+    branch_names = ('branch_3x3', 'branch_1x1', 'branch_norm')
+    fused_name = 'branch_reparam'
+    argument_error = RepVGGArgumentError
+
     def __init__(self, in_channels, out_channels, stride=1, padding=None,
                  dilation=1, groups=1, padding_mode='zeros', se_cfg=None,
                  with_cp=False, conv_cfg=None, norm_cfg=dict(type='BN'),
@@ -99,8 +103,10 @@ class RepVGGBlock(BaseModule):
         self.conv_cfg, self.norm_cfg = conv_cfg, norm_cfg
         self.act_cfg = act_cfg
         self.with_cp, self.deploy = with_cp, deploy
+        self.geometry = ConvGeometry(in_channels, out_channels, 3, stride,
+                                     padding, dilation, groups)
         if deploy:
-            self.branch_reparam = self._conv(3, bias=True)
+            self.branch_reparam = self._fused_conv()
         else:
             if in_channels == out_channels and stride == 1:
                 self.branch_norm = build_norm_layer(norm_cfg, in_channels)[1]
@@ -135,19 +141,6 @@ class RepVGGBlock(BaseModule):
                 f'RepVGGBlock: se_cfg must be a dict or None, got {se_cfg!r}')
         check_conv_cfg(conv_cfg)
 
-    def _check_norm(self, norm):
-        if not isinstance(norm, _BatchNorm):
-            raise RepVGGArgumentError(
-                f'RepVGGBlock: norm_cfg {self.norm_cfg} builds '
-                f'{type(norm).__name__}; re-parameterization folds only '
-                'BatchNorm layers (BN, SyncBN)')
-
-    def _conv(self, kernel_size, bias):
-        return build_conv_layer(
-            self.conv_cfg, self.in_channels, self.out_channels, kernel_size,
-            stride=self.stride, padding=self.dilation * (kernel_size // 2),
-            dilation=self.dilation, groups=self.groups, bias=bias)
-
     def _conv_bn(self, kernel_size):
         return ConvModule(
             self.in_channels, self.out_channels, kernel_size,
@@ -156,12 +149,7 @@ class RepVGGBlock(BaseModule):
             conv_cfg=self.conv_cfg, norm_cfg=self.norm_cfg, act_cfg=None)
 
     def _forward(self, x):
-        if self.deploy:
-            out = self.branch_reparam(x)
-        else:
-            out = self.branch_3x3(x) + self.branch_1x1(x)
-            if self.branch_norm is not None:
-                out = out + self.branch_norm(x)
+        out = self.forward_branches(x)
         if self.se_layer is not None:
             out = self.se_layer(out)
         return out
@@ -188,50 +176,3 @@ class RepVGGBlock(BaseModule):
         else:
             out = self._forward(x)
         return self.act(out)
-
-    # ---- re-parameterization -------------------------------------------
-    @staticmethod
-    def _fold_bn(kernel, norm):
-        """Fold an eval-mode BN (or SyncBN) into the preceding kernel."""
-        std = (norm.running_var + norm.eps).sqrt()
-        scale = norm.weight / std
-        return (kernel * scale.reshape(-1, 1, 1, 1),
-                norm.bias - norm.running_mean * scale)
-
-    def _identity_kernel(self, reference):
-        """The identity as a 3x3 (grouped) conv: 1 at the centre of its own
-        channel; with groups, channel ``i`` sits at ``i % (C / groups)``."""
-        per_group = self.in_channels // self.groups
-        kernel = reference.new_zeros(self.in_channels, per_group, 3, 3)
-        idx = torch.arange(self.in_channels, device=reference.device)
-        kernel[idx, idx % per_group, 1, 1] = 1
-        return kernel
-
-    @torch.no_grad()
-    def reparameterize(self):
-        """The single 3x3 kernel and bias equal to the three branches
-        (mmpretrain's name and return value)."""
-        kernel, bias = self._fold_bn(self.branch_3x3.conv.weight,
-                                     self.branch_3x3.norm)
-        kernel_1x1, bias_1x1 = self._fold_bn(self.branch_1x1.conv.weight,
-                                             self.branch_1x1.norm)
-        kernel = kernel + F.pad(kernel_1x1, [1, 1, 1, 1])
-        bias = bias + bias_1x1
-        if self.branch_norm is not None:
-            kernel_id, bias_id = self._fold_bn(
-                self._identity_kernel(kernel), self.branch_norm)
-            kernel, bias = kernel + kernel_id, bias + bias_id
-        return kernel, bias
-
-    def switch_to_deploy(self):
-        """Fuse the branches into ``branch_reparam`` in place."""
-        if self.deploy:
-            return
-        kernel, bias = self.reparameterize()
-        self.branch_reparam = self._conv(3, bias=True).to(kernel.device,
-                                                          kernel.dtype)
-        self.branch_reparam.weight.data.copy_(kernel)
-        self.branch_reparam.bias.data.copy_(bias)
-        for name in ('branch_3x3', 'branch_1x1', 'branch_norm'):
-            delattr(self, name)
-        self.deploy = True

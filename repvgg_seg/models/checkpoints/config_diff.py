@@ -4,9 +4,11 @@ dilations change no tensor shape, so only this comparison catches them."""
 import ast
 
 #: Model settings that change how a network was initialised or trained, or
-#: how it is run, but not the trained network itself.
+#: how it is run, but not the trained network itself; ``deploy`` (training or
+#: fused form) is checked on the weights themselves (a fused file of a
+#: network trained in training form records ``deploy=False``).
 NOT_STRUCTURAL = frozenset({
-    '_scope_', 'init_cfg', 'pretrained', 'train_cfg', 'test_cfg',
+    '_scope_', 'init_cfg', 'pretrained', 'train_cfg', 'test_cfg', 'deploy',
     'data_preprocessor', 'loss_decode', 'loss', 'sampler', 'with_cp',
     'frozen_stages', 'norm_eval', 'requires_grad', 'dropout_ratio',
     'label_smoothing', 'mixup_alpha'

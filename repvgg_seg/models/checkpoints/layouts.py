@@ -8,6 +8,12 @@
   are ours;
 * ours: a bare backbone, or a segmentor/classifier with ``backbone.`` keys.
 
+RDRNet weights come in one layout, the authors' (``stem.0.path_3x3``,
+``semantic_branch_layers.0.1.path_1x1.conv1.conv``, ``spp.processes``;
+fused ``reparam_3x3``, ``spp.processes.reparam_parallel``), which is ours
+too: they load as they are and need no renaming; :func:`rdrnet_arch`
+recognises them.
+
 The renames are tables of ``(ours, theirs)`` names so that :func:`to_layout`
 writes the other layouts back with the same tables.
 """
@@ -20,6 +26,8 @@ from ..repvgg_archs import arch_name
 
 #: The fused conv of a block (``RepVGGBlock.switch_to_deploy`` creates it).
 FUSED_CONV = 'branch_reparam'
+#: RDRNet's fused convs: of each RB, and of the RPPM's refinement.
+RDRNET_FUSED_CONVS = ('reparam_3x3', 'reparam_parallel')
 #: ``(ours, official)`` module names, whole dot-separated parts of a key.
 OFFICIAL_NAMES = (
     ('stem', 'stage0'),
@@ -114,8 +122,64 @@ def to_backbone_keys(state):
 
 
 def is_deploy_form(state):
-    """Whether backbone weights (our keys) are fused: one conv a block."""
-    return any(f'.{FUSED_CONV}.' in k for k in state)
+    """Whether RepVGG or RDRNet weights (our keys, with or without the
+    ``backbone.`` prefix) are fused: one conv a block."""
+    fused = [f'.{name}.' for name in (FUSED_CONV, ) + RDRNET_FUSED_CONVS]
+    return any(name in k for k in state for name in fused)
+
+
+def is_rdrnet_state(state):
+    """Whether a state dict (bare backbone or whole model) is RDRNet's."""
+    return any(k.startswith(('semantic_branch_layers.',
+                             'backbone.semantic_branch_layers.'))
+               for k in state)
+
+
+def _indices(state, prefix):
+    """The block indices ``i`` of the keys ``prefix + 'i.'``."""
+    return {int(k[len(prefix):].split('.')[0]) for k in state
+            if k.startswith(prefix) and k[len(prefix):].split('.')[0]
+            .isdigit()}
+
+
+def rdrnet_arch(state):
+    """RDRNet weights described by the backbone arguments that build them
+    (``'RDRNet(channels=32, ppm_channels=128, num_blocks_per_stage=[4, 3,
+    [5, 4], [5, 4], [1, 1]])'``), read from the keys and kernel shapes;
+    ``'RDRNet (incomplete)'`` when they do not say; None for other
+    weights."""
+    if not is_rdrnet_state(state):
+        return None
+    prefix = 'backbone.' if any(k.startswith('backbone.') for k in state) \
+        else ''
+    widths = {}
+    for i in _indices(state, f'{prefix}stem.'):
+        for conv in ('path_3x3.conv', 'reparam_3x3'):
+            kernel = state.get(f'{prefix}stem.{i}.{conv}.weight')
+            if kernel is not None and kernel.dim() == 4:
+                widths[i] = kernel.shape[0]
+    ppm = state.get(f'{prefix}spp.scales.0.conv.weight')
+    if not widths or sorted(widths) != list(range(len(widths))) or \
+            ppm is None or ppm.dim() != 4 or \
+            2 * widths[0] not in widths.values():
+        return 'RDRNet (incomplete)'
+    stage3 = min(i for i, width in widths.items() if width == 2 * widths[0])
+
+    def count(stage):
+        return len(_indices(state, f'{prefix}{stage}.'))
+
+    semantic, detail = 'semantic_branch_layers', 'detail_branch_layers'
+    blocks = [stage3 - 2, len(widths) - stage3 - 1,
+              [count(f'{semantic}.0') - 1, count(f'{detail}.0')],
+              [count(f'{semantic}.1') - 1, count(f'{detail}.1')],
+              [count(f'{semantic}.2.0'), count(f'{detail}.2')]]
+    return (f'RDRNet(channels={widths[0]}, ppm_channels={ppm.shape[0]}, '
+            f'num_blocks_per_stage={blocks})')
+
+
+def arch_label(arch):
+    """How messages name an arch: ``RepVGG-B2``, or RDRNet's description."""
+    return arch if arch.startswith('RDRNet') else f'RepVGG-{arch}'
 
 
 def _kernel(state, prefix):

@@ -7,7 +7,8 @@ from mmengine.runner import CheckpointLoader
 
 from mmseg.datasets import CityscapesDataset
 from .layouts import (CheckpointMismatch, infer_arch, is_deploy_form,
-                      to_backbone_keys, unwrap_state_dict)
+                      is_rdrnet_state, rdrnet_arch, to_backbone_keys,
+                      unwrap_state_dict)
 
 
 def read_checkpoint(path):
@@ -39,14 +40,27 @@ def state_dict_of(checkpoint, path):
 
 
 def is_fused_checkpoint(checkpoint, path):
-    """Fused by tools/fuse.py, or any RepVGG weights in deploy form."""
+    """Fused by tools/fuse.py, or any RepVGG or RDRNet weights in deploy
+    form (the RDRNet authors' fused files have no ``meta``)."""
     return bool(checkpoint.get('meta', {}).get('fused')) or is_deploy_form(
         state_dict_of(checkpoint, path))
 
 
 def backbone_arch(state):
-    """RepVGG arch name of a model's or checkpoint's state dict."""
-    return infer_arch(to_backbone_keys(state)[0])
+    """RepVGG arch name (or RDRNet description, :func:`rdrnet_arch`) of a
+    model's or checkpoint's state dict."""
+    return rdrnet_arch(state) or infer_arch(to_backbone_keys(state)[0])
+
+
+def refuse_rdrnet(state, path):
+    """The RepVGG backbone tools (conversion, extraction, ImageNet
+    initialisation) have nothing to do with RDRNet weights."""
+    if is_rdrnet_state(state):
+        raise CheckpointMismatch(
+            f'{path} holds RDRNet weights, not RepVGG ones: RDRNet '
+            'checkpoints (the authors\' or ours, training or fused form) '
+            'need no conversion; load them as they are (tools/test.py CONFIG '
+            'CHECKPOINT) and fuse them with tools/fuse.py')
 
 
 def read_backbone_state(filename, prefix=None):
@@ -56,6 +70,7 @@ def read_backbone_state(filename, prefix=None):
     ``prefix`` selects a sub-module's weights (e.g. ``'backbone.'``).
     """
     state = state_dict_of(read_checkpoint(filename), filename)
+    refuse_rdrnet(state, filename)
     if prefix:
         state = {k[len(prefix):]: v for k, v in state.items()
                  if k.startswith(prefix)}

@@ -11,7 +11,8 @@ import logging
 from mmengine.logging import print_log
 
 from .config_diff import config_differences, trained_model_cfg
-from .layouts import CheckpointMismatch, infer_arch, is_deploy_form
+from .layouts import (CheckpointMismatch, arch_label, infer_arch,
+                      is_deploy_form)
 from .reading import backbone_arch, read_backbone_state, state_dict_of
 
 
@@ -84,8 +85,9 @@ def load_weights(model, checkpoint, path, config_name):
     where = f'{path} does not match {config_name}'
     ckpt_arch, model_arch = backbone_arch(state), backbone_arch(own)
     if ckpt_arch != model_arch:
-        raise CheckpointMismatch(f'{where}: the checkpoint holds RepVGG-{ckpt_arch}'
-                          f', the config builds RepVGG-{model_arch}')
+        raise CheckpointMismatch(
+            f'{where}: the checkpoint holds {arch_label(ckpt_arch)}, the '
+            f'config builds {arch_label(model_arch)}')
     if is_deploy_form(state) and not is_deploy_form(own):
         raise CheckpointMismatch(f'{where}: the checkpoint is fused, the config '
                           'builds the training form; use the deploy config '
