@@ -19,7 +19,8 @@ from repvgg_seg.analysis.measure import reference_labels
 from repvgg_seg.analysis.report import (fastest_correct_variants,
                                         update_markdown)
 from repvgg_seg.analysis.variants import parse_variant, variant_name
-from repvgg_seg.deploy.fast_path import (FastSegmenter, FoldedPSPHead,
+from repvgg_seg.deploy.fast_path import (ConvReLU, FastSegmenter,
+                                         FoldedPSPHead,
                                          conv_relu_pairs,
                                          optimize_for_inference)
 from repvgg_seg.models.ops import MatMulAdaptiveAvgPool2d
@@ -27,6 +28,7 @@ from repvgg_seg.utils.config import read_config
 from repvgg_seg.utils.errors import InvalidArgument, UserError
 from repvgg_seg.deploy.fuse import DeployError, fuse_model, unfolded_norms
 from repvgg_seg.models import RepVGGBlock
+from repvgg_seg.models.backbones import RB
 
 #: A RepVGG PSPNet small enough to time in a test (one block per stage).
 TINY_CONFIG = f"""
@@ -179,6 +181,22 @@ def test_fast_path_fp32_equals_mmseg(tiny_model, variant, shape):
     single = segmenter(torch.from_numpy(images[0]).float())
     assert torch.equal(single, labels[0])
     assert has_norms(tiny_model)  # the model itself is left unfused
+
+
+def test_fast_path_fuses_rdrnets_conv_relu_pairs_exactly():
+    """The fused RB's conv and its ReLU run as one call (ConvReLU), with
+    MMSeg's labels; an RB without ReLU (branch ends) keeps none."""
+    cfg = read_config(f'{REPO_ROOT}/configs/rdrnet-s-simple_citymini.py')
+    model = build_segmentor(cfg, None, torch.device('cpu'), (2, 3, 64, 128))
+    segmenter = optimize_for_inference(
+        model, **parse_variant('fp32+eager+cl+relu'))
+    blocks = [m for m in segmenter.model.modules() if isinstance(m, RB)]
+    fused = [b for b in blocks if isinstance(b.reparam_3x3, ConvReLU)]
+    assert len(blocks) - 4 == len(fused) > 20  # 4 branch ends: no ReLU
+    image = np.random.default_rng(0).integers(0, 256, (64, 128, 3),
+                                              dtype=np.uint8)
+    labels = segmenter(torch.from_numpy(image))
+    assert (labels == reference_labels(model, image)).float().mean() > 0.999
 
 
 @pytest.mark.parametrize('align_corners', [False, True])

@@ -43,6 +43,7 @@ from mmcv.cnn import ConvModule
 from mmseg.models.decode_heads import PSPHead
 
 from ..models import RepVGGBlock
+from ..models.backbones import RB
 from ..models.ops import logits_to_labels, pool_with_matmuls
 from .fuse import CHECK_INPUT_SHAPE, fuse_model
 from ..utils.errors import InvalidArgument
@@ -221,11 +222,14 @@ class ConvReLU(nn.Module):
 
 def conv_relu_pairs(model):
     """``(owner, conv name, act name)`` of every conv whose output goes
-    straight into a ReLU: fused RepVGG blocks and norm-free ConvModules."""
+    straight into a ReLU: fused RepVGG and RDRNet blocks and norm-free
+    ConvModules."""
     for m in model.modules():
         if (isinstance(m, RepVGGBlock) and m.deploy and m.se_layer is None
                 and isinstance(m.act, nn.ReLU)):
             yield m, 'branch_reparam', 'act'
+        elif isinstance(m, RB) and m.deploy and isinstance(m.relu, nn.ReLU):
+            yield m, 'reparam_3x3', 'relu'
         elif (isinstance(m, ConvModule) and not m.with_norm
               and m.with_activation and isinstance(m.activate, nn.ReLU)
               and not m.with_explicit_padding
