@@ -47,6 +47,20 @@ MMSEG_ZOO_MIOU = {
     'stdc2_in1k-pre_4xb12-80k_cityscapes-512x1024': 76.67,
     'stdc2_4xb12-80k_cityscapes-512x1024': 73.15,
 }
+#: What each source's numbers are, for the reader of a table that mixes
+#: them (the two real-time tables differ by 1.5-2.3 points per model).
+SOURCE_NOTES = {
+    'RepVGG paper': 'RepVGG paper: its own PSPNet recipe (ImageNet-'
+                    'pretrained backbones), not reproduced here',
+    'RDRNet README': 'RDRNet README table (gyyang23/RDRNet): trained from '
+                     'scratch, no ImageNet; the same table gives the peers '
+                     'trained so: PIDNet-S 76.4, PIDNet-M 78.2, PIDNet-L '
+                     '78.8, DDRNet-23-slim 76.3, DDRNet-23 78.0',
+    'MMSeg zoo': 'MMSeg 1.2.2 model zoo: ImageNet-pretrained where the '
+                 'config name says in1k-pre (PIDNet loads ImageNet weights '
+                 'too), so not comparable point for point with the RDRNet '
+                 'table',
+}
 #: config name -> (mIoU, source)
 PUBLISHED_MIOU = {
     **{name: (miou, 'RepVGG paper') for name, miou in PAPER_MIOU.items()},

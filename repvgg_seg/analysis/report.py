@@ -4,6 +4,7 @@ import os.path as osp
 import re
 
 from ..utils.markdown import replace_section
+from .published import SOURCE_NOTES
 
 #: The paper's ImageNet speed (images/s, 1080Ti, batch 128, fp32), Table 4.
 PAPER_SPEED = {'A0': 3256, 'A1': 2339, 'B0': 1817, 'A2': 1322, 'B1g4': 868,
@@ -210,7 +211,10 @@ def to_markdown(result, plot_paths=(), md_dir=None):
     failures = failures_table(result)
     if failures:
         lines += ['Not measured:', '', failures, '']
-    lines += [f'- {note}' for note in result['notes']] + ['']
+    lines += [f'- {note}' for note in result['notes']]
+    sources = sorted({r['miou_source'] for r in result['records']
+                      if r.get('miou_source') in SOURCE_NOTES})
+    lines += [f'- mIoU from the {SOURCE_NOTES[s]}.' for s in sources] + ['']
     if result.get('fast_path'):
         lines += ['### Fast inference path (`repvgg_seg.deploy.fast_path`)',
                   '',
