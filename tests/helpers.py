@@ -200,12 +200,13 @@ def torchrun_train(config, work_dir, *args, nproc=2):
         cwd=REPO_ROOT, capture_output=True, text=True, env=env, timeout=600)
 
 
-def run_tool(name, config, *args):
-    """``tools/NAME CONFIG ARGS`` in a subprocess; the finished process."""
+def run_tool(name, config, *args, env=None):
+    """``tools/NAME CONFIG ARGS`` in a subprocess (``env``: extra
+    environment variables); the finished process."""
     return subprocess.run(
         [sys.executable, osp.join(REPO_ROOT, 'tools', name), str(config),
          *map(str, args)], cwd=REPO_ROOT, capture_output=True, text=True,
-        timeout=600)
+        timeout=600, env=env and {**os.environ, **env})
 
 
 def data_root_options(root, *extra):
@@ -215,21 +216,22 @@ def data_root_options(root, *extra):
         for split in ('train', 'val', 'test'))]
 
 
-def train(config, work_dir, root, *options, iters=6, args=()):
+def train(config, work_dir, root, *options, iters=6, args=(), env=None):
     """``tools/train.py`` for ``iters`` iterations on the data at ``root``,
     which must succeed; its log (stdout and stderr)."""
     result = run_tool('train.py', config, '--work-dir', work_dir, *args,
                       *data_root_options(root, f'train_cfg.max_iters={iters}',
-                                         *options))
+                                         *options), env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout + result.stderr
 
 
 def train_losses(config, work_dir, root, *options, iters=4):
     """The log and the per-iteration losses of ``iters`` seeded
-    ``tools/train.py`` iterations."""
+    ``tools/train.py`` iterations, on the CPU also where there is a GPU
+    (the runs compared are fp32 without TF32 there)."""
     log = train(config, work_dir, root, 'randomness.seed=0', *options,
-                iters=iters)
+                iters=iters, env={'CUDA_VISIBLE_DEVICES': ''})
     scalars = next(pathlib.Path(work_dir).glob('*/vis_data/scalars.json'))
     entries = [json.loads(line) for line in scalars.read_text().splitlines()]
     return log, [e['loss'] for e in entries if 'loss' in e]
