@@ -13,7 +13,8 @@ Without a checkpoint the weights are random (BN statistics measured on
 random inputs, so fusion has real work): speed does not depend on them.
 --baseline takes MMSeg's models by short name (pidnet-s pidnet-m pidnet-l
 ddrnet-23-slim ddrnet-23 bisenetv1 bisenetv2 stdc1 stdc2 pspnet_r18-d8
-pspnet_r50-d8 pspnet_r101-d8) or any config path; the table shows each
+pspnet_r50-d8 pspnet_r101-d8), our RDRNet configs (rdrnet-s-simple rdrnet-s
+rdrnet-m rdrnet-l) or any config path; the table shows each
 config's published mIoU, and --plot also writes *_miou.png (FPS against
 mIoU).
 """
@@ -52,9 +53,9 @@ def parse_args(argv):
     parser.add_argument('--repeat', type=int, default=30)
     parser.add_argument('--warmup', type=int, default=10)
     parser.add_argument('--baseline', nargs='+', default=[], metavar='NAME',
-                        help='MMSeg models by short name (see above), e.g. '
-                        'pidnet-s ddrnet-23-slim pspnet_r50-d8, or config '
-                        'paths')
+                        help='MMSeg models or our RDRNet configs by short '
+                        'name (see above), e.g. pidnet-s ddrnet-23-slim '
+                        'rdrnet-s-simple, or config paths')
     parser.add_argument('--sweep', nargs='+', default=[], metavar='ARCH',
                         help='measure these RepVGG archs in CONFIG\'s model '
                         '(--imagenet: default the paper\'s archs)')

@@ -9,11 +9,11 @@ def common_notes(args, device):
         'drifting load hits both alike), '
         + ('each between CUDA events; cudnn.benchmark on.'
            if device.type == 'cuda' else 'each timed with perf_counter.'),
-        'Params: of the inference model (the auxiliary head, used only in '
-        'training, left out). GMACs: multiply-adds per image (mmengine '
-        'FlopAnalyzer; the '
-        'paper\'s "FLOPs"); TFLOP/s = 2 x GMACs x images/s of the raw '
-        'forward.',
+        'Params: of the inference model (an auxiliary head, used only in '
+        'training, left out; DDRHead\'s, part of the decode head as in '
+        'the RDRNet and DDRNet tables, counted). GMACs: multiply-adds per '
+        'image (mmengine FlopAnalyzer; the paper\'s "FLOPs"); TFLOP/s = '
+        '2 x GMACs x images/s of the raw forward.',
         'Peak memory: extra memory at the peak over what was held before '
         'the timed calls (activations and workspaces, not the weights): '
         + ('torch.cuda.max_memory_allocated.' if device.type == 'cuda'
@@ -38,15 +38,16 @@ def segmentation_notes(args):
         'inference work. FPS is of "full".',
         'Baselines "(mmseg)" are built from MMSeg\'s own configs (no '
         'pretrained weights) with every conv+BN pair folded, for a fair '
-        'comparison with the fused RepVGG models; a BN that comes before '
-        'its conv (PIDNet\'s and DDRNet\'s pyramid pooling) cannot be '
-        'folded exactly and is kept ("N BN kept"). "labels fused = '
-        'unfused": the check that folding changed nothing (fp32, TF32 '
-        'off).',
+        'comparison with the fused RepVGG and RDRNet models (RDRNet: its '
+        'blocks fused, then its conv+BN pairs folded too); a BN that comes '
+        'before its conv (the pyramid pooling of PIDNet, DDRNet and RDRNet, '
+        'DDRHead) cannot be folded exactly and is kept ("N BN kept"). '
+        '"labels fused = unfused": the check that folding changed nothing '
+        '(fp32, TF32 off).',
         'mIoU: published Cityscapes val mIoU (single scale) of the config '
-        '(repvgg_seg.analysis.published: the RepVGG paper for ours, '
-        'MMSeg\'s model zoo for theirs), not measured here; "-": none '
-        'published.',
+        '(repvgg_seg.analysis.published: the RepVGG paper for ours, the '
+        'RDRNet README (trained without ImageNet) for RDRNet, MMSeg\'s '
+        'model zoo for theirs), not measured here; "-": none published.',
     ]
 
 

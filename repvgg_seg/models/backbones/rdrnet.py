@@ -129,9 +129,10 @@ def _check_blocks(num_blocks_per_stage):
         valid = False
     if not valid:
         raise InvalidArgument(
-            f'RDRNet: num_blocks_per_stage must be [n2, n3, [n4s, n4d], '
-            f'[n5s, n5d], [n6s, n6d]] with n2, n3 >= 0 and the others >= 1, '
-            f'e.g. [4, 3, [5, 4], [5, 4], [1, 1]]; got {num_blocks_per_stage!r}')
+            'RDRNet: num_blocks_per_stage must be [n2, n3, [n4s, n4d], '
+            '[n5s, n5d], [n6s, n6d]] with n2, n3 >= 0 and the others >= 1, '
+            'e.g. [4, 3, [5, 4], [5, 4], [1, 1]]; got '
+            f'{num_blocks_per_stage!r}')
 
 
 @MODELS.register_module()
