@@ -2,6 +2,8 @@
 aborts (red-team list): each is one ``error:`` line, exit 2, no output."""
 import os
 import re
+import resource
+import signal
 import subprocess
 import sys
 
@@ -28,7 +30,7 @@ def files(tmp_path_factory):
                  tiny=str(folder / 'tiny.pth'),
                  bad_palette=str(folder / 'bad_palette.pth'),
                  classifier=str(folder / 'classifier.pth'))
-    make_driving_video(paths['video'], 4, 15, (128, 64), 0)
+    make_driving_video(paths['video'], 10, 15, (128, 64), 0)
     torch.save({'state_dict': state}, paths['tiny'])
     torch.save({'state_dict': state, 'meta': {'dataset_meta': dict(
         classes=[f'c{i}' for i in range(19)], palette=palette)}},
@@ -38,10 +40,19 @@ def files(tmp_path_factory):
     return paths
 
 
-def run(*args, env=None):
+def run(*args, env=None, max_file_size=None):
+    """The tool in a new process; ``max_file_size``: files it writes fail
+    past this many bytes (``EFBIG``, a real write error, as a full disk)."""
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # error, not death
+        resource.setrlimit(resource.RLIMIT_FSIZE,
+                           (max_file_size, max_file_size))
+
     return subprocess.run([sys.executable, *map(str, args)], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=900,
-                          env=dict(os.environ, **(env or {})))
+                          env=dict(os.environ, **(env or {})),
+                          preexec_fn=limit_file_size if max_file_size
+                          else None)
 
 
 def assert_refused(result, pattern, out=None):
@@ -98,6 +109,24 @@ def test_absurd_fps_is_refused(fps, files, tmp_path):
     assert_refused(run('tools/video_demo.py', files['video'], TINY,
                        files['tiny'], '--fps', fps, '--out', out),
                    'argument --fps', out)
+
+
+@pytest.mark.parametrize('name, codec', [('o.mp4', 'auto'),
+                                         ('o.avi', 'auto'),
+                                         ('o.avi', 'opencv')])
+def test_write_error_fails_and_keeps_the_earlier_file(name, codec, files,
+                                                      tmp_path):
+    """A write fails in the middle of the video (the file may not grow past
+    6 kB; the whole video is ~16 kB): one error line, exit 2, no partial
+    file, and the earlier file of that name untouched (the mp4 was
+    unplayable, the avi held 3 of 10 frames, both "Saved")."""
+    out = tmp_path / name
+    out.write_bytes(b'an earlier overlay')
+    result = run('tools/video_demo.py', files['video'], TINY, files['tiny'],
+                 '--out', out, '--codec', codec, max_file_size=6000)
+    assert_refused(result, f'cannot write video {out}: ')
+    assert os.listdir(tmp_path) == [name]
+    assert out.read_bytes() == b'an earlier overlay'
 
 
 def test_non_positive_topk_is_refused(files):

@@ -21,8 +21,8 @@ from repvgg_seg.deploy.video import writers
 from repvgg_seg.deploy.video.gpu import TensorOverlay, bgr_to_yuv420
 from repvgg_seg.deploy.video.overlay import (CPUOverlay, bgr_palette,
                                              reference_overlay)
-from repvgg_seg.deploy.video.pipeline import DECODE_AHEAD, REALTIME_QUEUE
-from repvgg_seg.utils.errors import UserError
+from repvgg_seg.deploy.video.pipeline import (DECODE_AHEAD, REALTIME_QUEUE,
+                                              _Worker)
 
 PALETTE = CityscapesDataset.METAINFO['palette']
 SIZE = (64, 32)  # width, height
@@ -201,30 +201,84 @@ def test_ctrl_c_leaves_no_output(video, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def test_write_error_is_not_success(video, tmp_path, monkeypatch):
-    def disk_full(self, frame):
-        raise OSError(errno.ENOSPC, 'No space left on device')
+class DiskFullAfter:
+    """A file that takes ``room`` bytes, then fails as a full disk."""
 
-    monkeypatch.setattr(writers.PyAVWriter, 'write', disk_full)
-    with FrameSource(video) as source, pytest.raises(OSError,
-                                                     match='No space left'):
-        segment_video(source, StubPredictor(), str(tmp_path / 'o.mp4'),
+    def __init__(self, file, room):
+        self.file, self.room = file, room
+
+    def write(self, data):
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, 'No space left on device')
+        self.room -= len(data)
+        return self.file.write(data)
+
+    def __getattr__(self, name):  # seek, tell, close, closed
+        return getattr(self.file, name)
+
+
+def test_disk_full_while_encoding_fails_and_keeps_the_earlier_file(
+        video, tmp_path, monkeypatch):
+    """The disk fills while the encoder thread writes frames (small
+    buffers, so FFmpeg writes as it goes): the run fails with the file's
+    error, and the file of that name from before is left as it was."""
+    monkeypatch.setattr(writers, 'IO_BUFFER', 512)
+    real_open = writers.TempFile.open
+    monkeypatch.setattr(writers.TempFile, 'open',
+                        lambda self: DiskFullAfter(real_open(self), 2000))
+    out = tmp_path / 'o.mp4'
+    out.write_bytes(b'an earlier overlay')
+    with FrameSource(video) as source, pytest.raises(
+            VideoError, match='o.mp4: No space left on device') as exc:
+        segment_video(source, StubPredictor(), str(out), crf=0,
                       progress=False)
-    assert os.listdir(tmp_path) == []
+    assert 'write' in [entry.name for entry in exc.traceback]  # not close
+    assert os.listdir(tmp_path) == ['o.mp4']
+    assert out.read_bytes() == b'an earlier overlay'
+    assert not [t for t in threading.enumerate() if isinstance(t, _Worker)]
 
 
 def test_flush_error_is_not_success(video, tmp_path, monkeypatch):
-    """An error when the encoder flushes at the end (the last packets)."""
-    def failing_mux(self, video_frame):
-        if video_frame is None:
-            raise VideoError(f'cannot write video {self.name}: disk full')
+    """The disk fills as the file is finished (the buffered end of the
+    video written out): the same failure, no file."""
+    class FullAtTheEnd(DiskFullAfter):
+        def close(self):
+            self.file.close()
+            raise OSError(errno.ENOSPC, 'No space left on device')
 
-    monkeypatch.setattr(writers.PyAVWriter, '_mux', failing_mux)
-    with FrameSource(video) as source, pytest.raises(UserError,
-                                                     match='disk full'):
+    real_open = writers.TempFile.open
+    monkeypatch.setattr(writers.TempFile, 'open',
+                        lambda self: FullAtTheEnd(real_open(self), 1 << 30))
+    with FrameSource(video) as source, pytest.raises(
+            VideoError, match='No space left on device') as exc:
         segment_video(source, StubPredictor(), str(tmp_path / 'o.mp4'),
                       progress=False)
+    assert 'close' in [entry.name for entry in exc.traceback]
     assert os.listdir(tmp_path) == []
+
+
+def test_links_planted_at_temporary_names_are_not_followed(
+        video, tmp_path, monkeypatch):
+    """Someone who can write to the output folder plants links where the
+    writer could put its temporary file (the name it used to have, and the
+    random name it draws first): neither link is followed, and the
+    output is a new file."""
+    victim = tmp_path / 'victim.txt'
+    victim.write_bytes(b'not yours')
+    names = iter(['aaaaaaaaaaaa', 'bbbbbbbbbbbb'])
+    monkeypatch.setattr('secrets.token_hex', lambda nbytes: next(names))
+    planted = [tmp_path / f'.tmp-o.{os.getpid()}.mp4',
+               tmp_path / f'.tmp-{os.getpid()}-aaaaaaaaaaaa-o.mp4']
+    for link in planted:
+        os.symlink(victim, link)
+    out = tmp_path / 'o.mp4'
+    with FrameSource(video) as source:
+        segment_video(source, StubPredictor(), str(out), progress=False)
+    assert victim.read_bytes() == b'not yours'
+    assert all(os.readlink(link) == str(victim) for link in planted)
+    assert not out.is_symlink() and len(read_video(out)[0]) == 12
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        ['o.mp4', 'victim.txt'] + [link.name for link in planted])
 
 
 @pytest.mark.parametrize('link', [False, True])

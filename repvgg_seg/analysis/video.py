@@ -55,15 +55,17 @@ def driving_video(path, size, num_frames, fps=30.0, unique_frames=48):
         with FrameSource(rendered) as source:
             while (frame := source.read()) is not None:
                 frames.append(frame)
-        cycle = frames + frames[-2:0:-1]
-        writer = open_video_writer(osp.join(tmp, 'loop.mp4'), fps, size,
-                                   crf=18, preset='veryfast')
+    cycle = frames + frames[-2:0:-1]
+    writer = open_video_writer(path, fps, size, crf=18, preset='veryfast')
+    try:
         for index in range(num_frames):
             writer.write(cycle[index % len(cycle)] if writer.pixel_format ==
                          'bgr24' else cv2.cvtColor(cycle[index % len(cycle)],
                                                    cv2.COLOR_BGR2YUV_I420))
         writer.close()
-        os.replace(osp.join(tmp, 'loop.mp4'), path)
+        writer.commit()
+    finally:
+        writer.abort()
     return path
 
 

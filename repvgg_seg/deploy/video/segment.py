@@ -69,10 +69,9 @@ def segment_video(source, predictor, out=None, out_labels=None, opacity=0.5,
     with ExitStack() as outputs:
         writer = labels_dir = None
         if out:
-            writer = open_video_writer(
-                outputs.enter_context(atomic_output(out)), source.fps,
-                source.size, codec, crf, preset, name=out)
-            outputs.callback(writer.abort)  # before the rename or removal
+            writer = open_video_writer(out, source.fps, source.size, codec,
+                                       crf, preset)
+            outputs.callback(writer.abort)
         if out_labels:
             labels_dir = outputs.enter_context(atomic_output(out_labels))
             os.makedirs(labels_dir)
@@ -85,6 +84,8 @@ def segment_video(source, predictor, out=None, out_labels=None, opacity=0.5,
         report = VideoPipeline(
             source, backend, predictor.batch_size, writer, labels_dir,
             show_fps, window, max_frames, realtime, progress).run()
+        if writer is not None:
+            writer.commit()
     report.update(codec=writer.codec if writer else None,
                   backend=type(backend).__name__)
     if source.num_frames and not max_frames and not realtime and \
