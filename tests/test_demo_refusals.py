@@ -103,7 +103,7 @@ def test_show_without_a_display_is_refused_not_aborted(files):
     assert_refused(result, '--show needs a display')
 
 
-@pytest.mark.parametrize('fps', ['0', '-5', 'nan', '1e30'])
+@pytest.mark.parametrize('fps', ['0', '-5', 'nan', '1e30', '1e-300'])
 def test_absurd_fps_is_refused(fps, files, tmp_path):
     out = tmp_path / 'o.mp4'
     assert_refused(run('tools/video_demo.py', files['video'], TINY,

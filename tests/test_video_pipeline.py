@@ -6,6 +6,7 @@ import errno
 import os
 import threading
 import time
+from fractions import Fraction
 
 import av
 import cv2
@@ -167,6 +168,31 @@ def test_pyav_decoder_reads_what_opencv_reads(video):
     assert len(frames) == len(expected)
     for a, b in zip(frames, expected):
         assert np.abs(a.astype(int) - b).mean() < 1
+
+
+@pytest.mark.parametrize('decoder', ['opencv', 'pyav'])
+def test_a_header_rate_out_of_range_is_refused(decoder, tmp_path):
+    """A header that says 0.001 fps (--realtime would wait 1000 s a frame,
+    and the overlay would play at that rate): refused in one line, naming
+    the file; --fps overrides it."""
+    path = str(tmp_path / 'slow.mp4')
+    with av.open(path, 'w') as container:
+        stream = container.add_stream('libx264', rate=Fraction(1, 1000))
+        stream.width, stream.height = SIZE
+        for index in range(2):
+            frame = av.VideoFrame.from_ndarray(
+                np.zeros((SIZE[1], SIZE[0], 3), np.uint8), format='bgr24')
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    with pytest.raises(VideoError, match=r'slow.mp4 reports 0.001 fps: a '
+                       r'frame rate must lie in 0.1..1000 fps; give its '
+                       r'real rate with --fps'):
+        FrameSource(path, decoder=decoder)
+    with FrameSource(path, fps=25, decoder=decoder) as source:
+        assert source.fps == 25
+    with pytest.raises(VideoError, match='--fps 1e-300: a frame rate'):
+        FrameSource(path, fps=1e-300, decoder=decoder)
 
 
 def test_realtime_drops_frames_and_bounds_the_wait(video, tmp_path):

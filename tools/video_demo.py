@@ -11,8 +11,8 @@ import argparse
 import os
 
 import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
-from repvgg_seg.apis import format_report, run_video_demo
-from repvgg_seg.utils.cli import positive, run_cli
+from repvgg_seg.apis import VIDEO_FPS_RANGE, format_report, run_video_demo
+from repvgg_seg.utils.cli import bounded, run_cli
 
 
 def parse_args(argv=None):
@@ -40,9 +40,10 @@ def parse_args(argv=None):
                         help='draw the live FPS and latency on the overlay')
     parser.add_argument('--max-frames', type=int,
                         help='stop after this many frames')
-    parser.add_argument('--fps', type=positive(float, 1000),
+    parser.add_argument('--fps', type=bounded(float, *VIDEO_FPS_RANGE),
                         help='frame rate of a folder of frames (default 30), '
-                        'or to override the input\'s (0 < FPS <= 1000)')
+                        'or to override the input\'s (%g..%g)'
+                        % VIDEO_FPS_RANGE)
     parser.add_argument('--show', action='store_true',
                         help='show the overlay in a window (q quits)')
     parser.add_argument('--realtime', action='store_true',

@@ -162,12 +162,14 @@ class VideoPipeline:
         return slot
 
     def _pace(self, start):
-        """A file in real-time mode plays at its frame rate, as a camera."""
+        """A file in real-time mode plays at its frame rate, as a camera
+        (:class:`FrameSource` keeps it in ``FPS_RANGE``: at most 10 s a
+        frame, and a stopped run wakes the wait)."""
         if self.realtime and not self.source.is_camera:
             delay = (start + self.decoded.count / self.source.fps -
                      time.perf_counter())
             if delay > 0:
-                time.sleep(delay)
+                self.stop.wait(delay)
 
     def _next_slot(self):
         """The slot for the next batch. Reading files, wait for a free one
