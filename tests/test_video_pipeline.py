@@ -158,6 +158,59 @@ def test_opencv_writer_without_pyav(video, tmp_path, monkeypatch):
     assert len(frames) == 12 and fps == 50
 
 
+@pytest.fixture
+def odd_sized_frames(tmp_path):
+    """A folder of four 33x17 frames (H.264 4:2:0 needs even sides):
+    gradients, so that a crop or a rescale shows."""
+    folder = tmp_path / 'frames'
+    folder.mkdir()
+    rows, cols = np.mgrid[0:17, 0:33]
+    for index in range(4):
+        frame = np.stack([cols * 7, rows * 14, np.full_like(rows, 60 * index)],
+                         axis=-1).astype(np.uint8)
+        cv2.imwrite(str(folder / f'{index:03d}.png'), frame)
+    return str(folder)
+
+
+@pytest.mark.parametrize('name, codec, pixel_format', [
+    ('o.mp4', 'h264', 'yuv444p'), ('o.mkv', 'h264', 'yuv444p'),
+    ('o.avi', 'mjpeg', 'yuvj420p')])
+def test_odd_sized_video_keeps_its_size(name, codec, pixel_format,
+                                        odd_sized_frames, tmp_path, capfd):
+    """33x17 in, 33x17 out (it came out 32x16 without a word): H.264 in
+    4:4:4, which holds odd sides, and a line that says so."""
+    out = str(tmp_path / name)
+    with FrameSource(odd_sized_frames) as source:
+        segment_video(source, StubPredictor(), out, opacity=0.0, crf=0,
+                      progress=False)
+    with av.open(out) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == codec
+        assert stream.codec_context.pix_fmt == pixel_format
+        frames = [f.to_ndarray(format='bgr24')
+                  for f in container.decode(stream)]
+    inputs, _ = read_video(odd_sized_frames + '/%03d.png')
+    assert len(frames) == len(inputs) == 4
+    for frame, expected in zip(frames, inputs):
+        assert frame.shape == (17, 33, 3)
+        assert np.abs(frame.astype(int) - expected).mean() < 3
+    printed = capfd.readouterr()
+    said = '33x17 has an odd side' in printed.out + printed.err
+    assert said == (codec == 'h264')
+
+
+def test_opencv_writer_says_it_crops_an_odd_size(odd_sized_frames, tmp_path,
+                                                  capfd, monkeypatch):
+    monkeypatch.setattr(writers, '_pyav', lambda: None)
+    out = str(tmp_path / 'o.mp4')
+    with FrameSource(odd_sized_frames) as source:
+        segment_video(source, StubPredictor(), out, progress=False)
+    assert read_video(out)[0][0].shape == (16, 32, 3)
+    printed = capfd.readouterr()
+    assert ("OpenCV's writer makes the 33x17 video 32x16" in
+            printed.out + printed.err)
+
+
 def test_pyav_decoder_reads_what_opencv_reads(video):
     with FrameSource(video, decoder='pyav') as source:
         assert source.fps == 50 and source.size == SIZE

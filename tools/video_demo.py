@@ -22,8 +22,8 @@ def parse_args(argv=None):
     parser.add_argument('config', help='training or deploy config')
     parser.add_argument('checkpoint', help='training or fused checkpoint')
     parser.add_argument('--out', help='overlay video to write (.mp4, .mkv: '
-                        'H.264; .avi: MJPG); same size, fps and frame count '
-                        'as the input')
+                        'H.264, 4:4:4 for odd sides; .avi: MJPG); same '
+                        'size, fps and frame count as the input')
     parser.add_argument('--out-labels', help='new folder for per-frame '
                         'label PNGs (Cityscapes train ids)')
     parser.add_argument('--device', default='cpu', help='e.g. cuda:0')

@@ -10,12 +10,14 @@ in the encoder's thread or when the file is finished) are raised, never
 swallowed, and leave no file.
 """
 import errno
+import logging
 import os
 import os.path as osp
 import secrets
 from fractions import Fraction
 
 import cv2
+from mmengine.logging import print_log
 
 from ...utils.files import TMP_PREFIX, same_file
 from .sources import VideoError, _pyav
@@ -27,6 +29,9 @@ VIDEO_EXTENSIONS = tuple(OPENCV_FOURCC)
 CONTAINERS = {'.mp4': 'mp4', '.avi': 'avi', '.mkv': 'matroska'}
 #: Tried in order by ``codec='auto'`` for .mp4/.mkv (the first that opens).
 AUTO_CODECS = ('h264_nvenc', 'libx264')
+#: 4:2:0 needs even sides; these keep an odd-sized video's size in 4:4:4.
+ODD_SIZE_FORMATS = {'libx264': 'yuv444p', 'libx265': 'yuv444p'}
+ODD_SIZE_CODECS = tuple(ODD_SIZE_FORMATS)
 DEFAULT_CRF, DEFAULT_PRESET = 23, 'ultrafast'
 #: MJPEG quality (2 best .. 31), about OpenCV's JPEG quality 90.
 MJPEG_QSCALE, FF_QP2LAMBDA = 3, 118
@@ -95,8 +100,14 @@ def codec_opens(codec, size=(256, 128)):
 
 
 def stream_format(codec, size):
-    """The pixel format ``codec`` stores a ``size`` video in."""
-    return 'yuvj420p' if codec == 'mjpeg' else 'yuv420p'
+    """The pixel format ``codec`` stores a ``size`` video in: 4:2:0 where
+    it can hold the size, else 4:4:4 (:data:`ODD_SIZE_FORMATS`)."""
+    if codec == 'mjpeg':
+        return 'yuvj420p'  # JPEG pads odd sides itself
+    width, height = size
+    if width % 2 == 0 and height % 2 == 0:
+        return 'yuv420p'
+    return ODD_SIZE_FORMATS.get(codec, 'yuv420p')
 
 
 class TempFile:
@@ -327,23 +338,27 @@ class OpenCVWriter:
 
 def choose_codec(path, codec='auto', size=(256, 128)):
     """The encoder for ``path``: ``auto`` is NVENC where it opens, else
-    libx264 for .mp4/.mkv and MJPEG for .avi (PyAV installed, even size),
-    else OpenCV's."""
+    libx264 for .mp4/.mkv and MJPEG for .avi (PyAV installed), else
+    OpenCV's. An odd size takes an encoder of :data:`ODD_SIZE_FORMATS`."""
     ext = osp.splitext(path)[1].lower()
     even = size[0] % 2 == 0 and size[1] % 2 == 0
-    if codec == 'opencv' or (codec == 'auto' and (
-            _pyav() is None or not even)):
+    probe = (256 + size[0] % 2, 128 + size[1] % 2)  # small, same parity
+    if codec == 'opencv' or (codec == 'auto' and _pyav() is None):
         return 'opencv'
     if codec == 'auto':
         if ext == '.avi':
             return 'mjpeg'
-        return next((c for c in AUTO_CODECS if codec_opens(c)), 'opencv')
+        candidates = AUTO_CODECS if even else ODD_SIZE_CODECS
+        return next((c for c in candidates if codec_opens(c, probe)),
+                    'opencv')
     if _pyav() is None:
         raise VideoError(f'--codec {codec} needs PyAV: pip install av')
-    if not even:
-        raise VideoError(f'--codec {codec} needs an even width and height, '
-                         f'the input is {size[0]}x{size[1]}')
-    if not codec_opens(codec):
+    if not even and codec not in ODD_SIZE_CODECS + ('mjpeg',):
+        raise VideoError(
+            f'--codec {codec} needs an even width and height, the input is '
+            f'{size[0]}x{size[1]}: use {", ".join(ODD_SIZE_CODECS)} or '
+            'mjpeg, which keep it')
+    if not codec_opens(codec, probe):
         raise VideoError(f'cannot open the {codec} encoder here: not in '
                          'this FFmpeg build, or no such GPU encoder')
     return codec
@@ -353,11 +368,24 @@ def open_video_writer(path, fps, size, codec='auto', crf=DEFAULT_CRF,
                       preset=DEFAULT_PRESET):
     """A writer for :func:`choose_codec`'s encoder, filling a temporary
     file: ``close()`` finishes it, ``commit()`` moves it to ``path``,
-    ``abort()`` removes it."""
+    ``abort()`` removes it. An odd-sized video keeps its size; one line
+    says how (4:4:4), or that OpenCV's writer cannot."""
     codec = choose_codec(path, codec, size)
+    width, height = size
     if codec == 'opencv':
+        if width % 2 or height % 2:
+            print_log(f'{path}: OpenCV\'s writer makes the {width}x{height} '
+                      f'video {width // 2 * 2}x{height // 2 * 2} (even '
+                      'sides); PyAV (pip install av) keeps its size',
+                      logger='current', level=logging.WARNING)
         return OpenCVWriter(path, fps, size)
-    return PyAVWriter(path, fps, size, codec, crf, preset)
+    writer = PyAVWriter(path, fps, size, codec, crf, preset)
+    if writer.stream_format in ODD_SIZE_FORMATS.values():
+        print_log(f'{path}: {width}x{height} has an odd side, which 4:2:0 '
+                  f'video cannot hold: written as 4:4:4 {codec} at '
+                  f'{width}x{height} (FFmpeg, VLC and OpenCV play it, not '
+                  'every browser)', logger='current', level=logging.WARNING)
+    return writer
 
 
 def write_label_png(path, labels):
