@@ -3,6 +3,7 @@ CPU and in the tensor form the GPU runs), the output is H.264 with the
 input's frames, size and fps, --realtime drops frames instead of queueing,
 and errors or Ctrl-C leave no output."""
 import errno
+import gc
 import os
 import threading
 import time
@@ -109,8 +110,8 @@ class EndSignallingSource(FrameSource):
         super().__init__(*args)
         self.ended = threading.Event()
 
-    def read(self):
-        frame = super().read()
+    def read(self, into=None):
+        frame = super().read(into)
         if frame is None:
             self.ended.set()
         return frame
@@ -122,19 +123,26 @@ def video(tmp_path_factory):
     return make_driving_video(str(path), 12, 50.0, SIZE)
 
 
-def test_output_is_h264_with_the_inputs_frames(video, tmp_path):
+@pytest.mark.parametrize('encoder_threads', [1, 2, 0])
+def test_output_is_h264_with_the_inputs_frames(video, tmp_path,
+                                               encoder_threads):
+    """Whatever the encoder's threads: every frame, in order, at the
+    input's size and rate (timestamps one frame apart)."""
     out = str(tmp_path / 'overlay.mp4')
     with FrameSource(video) as source:
         report = segment_video(source, StubPredictor(), out, crf=5,
-                               progress=False)
+                               progress=False,
+                               encoder_threads=encoder_threads)
     assert report['codec'] == 'libx264' and report['frames'] == 12
     with av.open(out) as container:
         stream = container.streams.video[0]
         assert stream.codec_context.name == 'h264'
         assert stream.average_rate == 50
         assert (stream.width, stream.height) == SIZE
-        decoded = [f.to_ndarray(format='bgr24')
-                   for f in container.decode(stream)]
+        decoded = list(container.decode(stream))
+    assert [f.time for f in decoded] == pytest.approx(
+        [i / 50 for i in range(12)])
+    decoded = [f.to_ndarray(format='bgr24') for f in decoded]
     inputs, fps = read_video(video)
     frames, out_fps = read_video(out)  # OpenCV decodes it too
     assert len(decoded) == len(frames) == len(inputs) == 12
@@ -146,6 +154,26 @@ def test_output_is_h264_with_the_inputs_frames(video, tmp_path):
         error = np.abs(painted.astype(int) - expected).mean()
         assert error < 3  # H.264 at CRF 5 and 4:2:0 chroma
         assert error < np.abs(painted.astype(int) - frame).mean() / 2
+
+
+@pytest.mark.parametrize('threads', [1, 2, 0])
+def test_writer_may_reuse_its_buffer(threads, tmp_path):
+    """The pipeline refills a slot's buffer once its frames were written:
+    the encoder (handed the buffer itself) must have copied each frame,
+    frame threads or not."""
+    out = str(tmp_path / 'o.mp4')
+    writer = writers.open_video_writer(out, 25, SIZE, crf=0,
+                                       threads=threads)
+    buffer = np.empty((SIZE[1] * 3 // 2, SIZE[0]), np.uint8)
+    for index in range(10):
+        buffer[:] = 20 * index
+        writer.write(buffer)
+    writer.close()
+    writer.commit()
+    with av.open(out) as container:
+        planes = [f.to_ndarray(format='yuv420p') for f in container.decode(
+            container.streams.video[0])]
+    assert [int(np.median(p)) for p in planes] == [20 * i for i in range(10)]
 
 
 def test_opencv_writer_without_pyav(video, tmp_path, monkeypatch):
@@ -209,6 +237,35 @@ def test_opencv_writer_says_it_crops_an_odd_size(odd_sized_frames, tmp_path,
     printed = capfd.readouterr()
     assert ("OpenCV's writer makes the 33x17 video 32x16" in
             printed.out + printed.err)
+
+
+def test_frames_are_decoded_into_the_buffer_given(video):
+    """The decoder writes each frame into the slot's buffer itself (no
+    copy of it afterwards), the same frames as a plain read."""
+    expected, _ = read_video(video)
+    buffer = np.zeros((SIZE[1], SIZE[0], 3), np.uint8)
+    with FrameSource(video) as source:
+        assert (source.read(buffer) == expected[0]).all()  # read on opening
+        for frame in expected[1:]:
+            assert source.read(buffer) is buffer
+            assert (buffer == frame).all()
+        assert source.read(buffer) is None
+
+
+def test_old_objects_are_kept_out_of_garbage_collection(video):
+    """During a run the objects from before it are frozen out of the
+    collector's scans (a full scan stalls every stage), after it not."""
+    frozen = []
+
+    class Recording(StubPredictor):
+        def predict(self, frames):
+            frozen.append(gc.get_freeze_count())
+            return super().predict(frames)
+
+    with FrameSource(video) as source:
+        report = segment_video(source, Recording(), progress=False)
+    assert min(frozen) > 10000 and gc.get_freeze_count() == 0
+    assert 'gc' in report['stage_ms']
 
 
 def test_pyav_decoder_reads_what_opencv_reads(video):

@@ -58,6 +58,9 @@ def parse_args(argv=None):
                         help='quality (x264 CRF, NVENC CQ): lower is better')
     parser.add_argument('--preset', default='ultrafast',
                         help='x264 preset (ultrafast ... veryslow)')
+    parser.add_argument('--encoder-threads', type=bounded(int, 0, 1024),
+                        default=0, help='frames the encoder works on at '
+                        'once (PyAV\'s encoders); 0 = auto: every core')
     parser.add_argument('--decoder', default='opencv',
                         choices=['opencv', 'pyav'], help='video decoder')
     parser.add_argument('--no-progress', action='store_true',
@@ -74,7 +77,7 @@ def main(argv=None):
         args.device, args.fp16, args.fp32, args.batch_size, args.opacity,
         args.show_fps, args.max_frames, args.fps, args.show, args.realtime,
         args.codec, args.crf, args.preset, args.decoder,
-        not args.no_progress)
+        not args.no_progress, args.encoder_threads)
     print()
     for line in format_report(report, args.batch_size, args.device):
         print(line)

@@ -142,11 +142,15 @@ class FrameSource:
         fps = self._capture.get(cv2.CAP_PROP_FPS)
         return fps if fps > 0 else None
 
-    def _read(self):
+    def _read(self, into=None):
         if self._reader is not None:
             return self._reader.read()
         if self._capture is not None:
-            ok, frame = self._capture.read()
+            ok, frame = (self._capture.read() if into is None else
+                         self._capture.read(into))
+            if ok and into is not None and \
+                    frame.ctypes.data == into.ctypes.data:
+                return into
             return frame if ok else None
         if self._next_index == len(self._files):
             return None
@@ -162,12 +166,14 @@ class FrameSource:
                 'needs frames of one size')
         return frame
 
-    def read(self):
-        """The next frame, or None at the end."""
+    def read(self, into=None):
+        """The next frame, or None at the end. ``into``: an ``H x W x 3``
+        uint8 array for the decoder to write the frame into where it can
+        (OpenCV's; 6 MB a copy saved at 2048x1024), returned itself then."""
         if self._first is not None:
             frame, self._first = self._first, None
             return frame
-        return self._read()
+        return self._read(into)
 
     def close(self):
         if self._capture is not None:

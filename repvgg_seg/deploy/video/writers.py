@@ -32,6 +32,9 @@ AUTO_CODECS = ('h264_nvenc', 'libx264')
 #: 4:2:0 needs even sides; these keep an odd-sized video's size in 4:4:4.
 ODD_SIZE_FORMATS = {'libx264': 'yuv444p', 'libx265': 'yuv444p'}
 ODD_SIZE_CODECS = tuple(ODD_SIZE_FORMATS)
+#: Encoders that copy a frame when they take it (FFmpeg's own frame
+#: threads keep it instead): they may be handed the pipeline's buffer.
+COPYING_ENCODERS = ('libx264', 'libx265', 'h264_nvenc', 'hevc_nvenc')
 DEFAULT_CRF, DEFAULT_PRESET = 23, 'ultrafast'
 #: MJPEG quality (2 best .. 31), about OpenCV's JPEG quality 90.
 MJPEG_QSCALE, FF_QP2LAMBDA = 3, 118
@@ -218,10 +221,15 @@ class PyAVWriter:
     """An encoder and muxer through PyAV, writing a file object on a
     :class:`TempFile` (so that FFmpeg never opens a path). Frames get
     consecutive pts at ``fps``, so the file has exactly the input's rate and
-    frame count."""
+    frame count.
+
+    ``threads`` frames are encoded at once (frame threads: x264's slice
+    threads, PyAV's default, split each frame and wait for all its slices
+    before the next); 0 lets the encoder choose: every core (x264 runs 1.5
+    threads a core)."""
 
     def __init__(self, path, fps, size, codec, crf=DEFAULT_CRF,
-                 preset=DEFAULT_PRESET):
+                 preset=DEFAULT_PRESET, threads=0):
         av = _pyav()
         self._av, self._error = av, av.error.FFmpegError
         self.codec, self.name = codec, path
@@ -230,6 +238,9 @@ class PyAVWriter:
         # on the GPU), else BGR for FFmpeg to convert
         self.pixel_format = ('yuv420p' if self.stream_format == 'yuv420p'
                              else 'bgr24')
+        self._frame_from = (av.VideoFrame.from_numpy_buffer
+                            if codec in COPYING_ENCODERS else
+                            av.VideoFrame.from_ndarray)
         self._count = 0
         self._output, self._file, self._container = TempFile(path), None, None
         try:
@@ -243,16 +254,18 @@ class PyAVWriter:
                 codec, rate=rate, options=_options(codec, crf, preset))
             self._stream.width, self._stream.height = size
             self._stream.pix_fmt = self.stream_format
-            self._stream.codec_context.thread_count = 0  # FFmpeg's auto
+            context = self._stream.codec_context
+            context.thread_type, context.thread_count = 'FRAME', threads
         except (self._error, ValueError, OSError) as exc:
             self.abort()
             raise VideoError(f'cannot write video {path} with {codec}: '
                              f'{_reason(exc)}') from None
 
     def write(self, frame):
-        """One ``3H/2 x W`` yuv420p (or ``H x W x 3`` BGR) uint8 frame."""
+        """One ``3H/2 x W`` yuv420p (or ``H x W x 3`` BGR) uint8 frame,
+        handed over without a copy where the encoder copies it."""
         fmt = 'bgr24' if frame.ndim == 3 else 'yuv420p'
-        video_frame = self._av.VideoFrame.from_ndarray(frame, format=fmt)
+        video_frame = self._frame_from(frame, format=fmt)
         video_frame.pts = self._count
         self._count += 1
         self._mux(video_frame)
@@ -365,11 +378,12 @@ def choose_codec(path, codec='auto', size=(256, 128)):
 
 
 def open_video_writer(path, fps, size, codec='auto', crf=DEFAULT_CRF,
-                      preset=DEFAULT_PRESET):
+                      preset=DEFAULT_PRESET, threads=0):
     """A writer for :func:`choose_codec`'s encoder, filling a temporary
     file: ``close()`` finishes it, ``commit()`` moves it to ``path``,
-    ``abort()`` removes it. An odd-sized video keeps its size; one line
-    says how (4:4:4), or that OpenCV's writer cannot."""
+    ``abort()`` removes it. ``threads``: :class:`PyAVWriter`'s. An
+    odd-sized video keeps its size; one line says how (4:4:4), or that
+    OpenCV's writer cannot."""
     codec = choose_codec(path, codec, size)
     width, height = size
     if codec == 'opencv':
@@ -379,7 +393,7 @@ def open_video_writer(path, fps, size, codec='auto', crf=DEFAULT_CRF,
                       'sides); PyAV (pip install av) keeps its size',
                       logger='current', level=logging.WARNING)
         return OpenCVWriter(path, fps, size)
-    writer = PyAVWriter(path, fps, size, codec, crf, preset)
+    writer = PyAVWriter(path, fps, size, codec, crf, preset, threads)
     if writer.stream_format in ODD_SIZE_FORMATS.values():
         print_log(f'{path}: {width}x{height} has an odd side, which 4:2:0 '
                   f'video cannot hold: written as 4:4:4 {codec} at '
