@@ -2,11 +2,14 @@
 aborts (red-team list): each is one ``error:`` line, exit 2, no output."""
 import os
 import re
+import resource
+import signal
 import subprocess
 import sys
 
 import pytest
 import torch
+from forked import run_tool
 from helpers import REPO_ROOT
 
 from repvgg_seg.datasets import make_driving_video
@@ -28,7 +31,7 @@ def files(tmp_path_factory):
                  tiny=str(folder / 'tiny.pth'),
                  bad_palette=str(folder / 'bad_palette.pth'),
                  classifier=str(folder / 'classifier.pth'))
-    make_driving_video(paths['video'], 4, 15, (128, 64), 0)
+    make_driving_video(paths['video'], 10, 15, (128, 64), 0)
     torch.save({'state_dict': state}, paths['tiny'])
     torch.save({'state_dict': state, 'meta': {'dataset_meta': dict(
         classes=[f'c{i}' for i in range(19)], palette=palette)}},
@@ -92,12 +95,35 @@ def test_show_without_a_display_is_refused_not_aborted(files):
     assert_refused(result, '--show needs a display')
 
 
-@pytest.mark.parametrize('fps', ['0', '-5', 'nan', '1e30'])
+@pytest.mark.parametrize('fps', ['0', '-5', 'nan', '1e30', '1e-300'])
 def test_absurd_fps_is_refused(fps, files, tmp_path):
     out = tmp_path / 'o.mp4'
     assert_refused(run('tools/video_demo.py', files['video'], TINY,
                        files['tiny'], '--fps', fps, '--out', out),
                    'argument --fps', out)
+
+
+@pytest.mark.parametrize('name, codec', [('o.mp4', 'auto'),
+                                         ('o.avi', 'auto'),
+                                         ('o.avi', 'opencv')])
+def test_write_error_fails_and_keeps_the_earlier_file(name, codec, files,
+                                                      tmp_path):
+    """A write fails in the middle of the video (the file may not grow past
+    6 kB; the whole video is ~16 kB): one error line, exit 2, no partial
+    file, and the earlier file of that name untouched (the mp4 was
+    unplayable, the avi held 3 of 10 frames, both "Saved")."""
+    def limit_file_size():  # EFBIG past it: a real write error
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an error, not death
+        resource.setrlimit(resource.RLIMIT_FSIZE, (6000, 6000))
+
+    out = tmp_path / name
+    out.write_bytes(b'an earlier overlay')
+    result = run_tool(os.path.join(REPO_ROOT, 'tools', 'video_demo.py'),
+                      files['video'], TINY, files['tiny'], '--out', out,
+                      '--codec', codec, setup=limit_file_size)
+    assert_refused(result, f'cannot write video {out}: ')
+    assert os.listdir(tmp_path) == [name]
+    assert out.read_bytes() == b'an earlier overlay'
 
 
 def test_non_positive_topk_is_refused(files):

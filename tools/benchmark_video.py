@@ -1,5 +1,6 @@
-"""Benchmark the video pipeline end to end (overlay mp4, labels only, model
-only, real-time stream) and record it in docs/benchmarks.md.
+"""Benchmark the video pipeline end to end (overlay mp4, label PNGs only,
+nothing written, model only, real-time stream), print a line of the
+targets per model and record it in docs/benchmarks.md.
 
 python tools/benchmark_video.py configs/pspnet_repvgg_b2-fast.py \
     configs/pspnet_repvgg_b1g2-fast.py configs/pspnet_repvgg_a0-fast.py \
@@ -9,7 +10,7 @@ import argparse
 
 import repvgg_seg  # noqa: F401  (registers modules)
 from repvgg_seg.apis import run_video_benchmark
-from repvgg_seg.utils.cli import run_cli
+from repvgg_seg.utils.cli import bounded, run_cli
 
 
 def parse_args(argv=None):
@@ -26,6 +27,9 @@ def parse_args(argv=None):
                         help='frames of the real-time stream run')
     parser.add_argument('--codec', default='auto')
     parser.add_argument('--preset', default='ultrafast')
+    parser.add_argument('--encoder-threads', type=bounded(int, 0, 1024),
+                        default=0, help='frames encoded at once; 0 = auto: '
+                        'every core')
     parser.add_argument('--work-dir', default='work_dirs/video_bench')
     parser.add_argument('--video', help='use this video instead of the '
                         'synthetic one')
@@ -43,7 +47,8 @@ def main(argv=None):
         batch_size=args.batch_size, iterations=args.iterations,
         realtime_frames=args.realtime_frames, codec=args.codec,
         preset=args.preset, work_dir=args.work_dir, video=args.video,
-        out_json=args.out_json, markdown_file=args.markdown)
+        out_json=args.out_json, markdown_file=args.markdown,
+        encoder_threads=args.encoder_threads)
 
 
 if __name__ == '__main__':

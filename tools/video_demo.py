@@ -11,8 +11,8 @@ import argparse
 import os
 
 import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
-from repvgg_seg.apis import format_report, run_video_demo
-from repvgg_seg.utils.cli import positive, run_cli
+from repvgg_seg.apis import VIDEO_FPS_RANGE, format_report, run_video_demo
+from repvgg_seg.utils.cli import bounded, run_cli
 
 
 def parse_args(argv=None):
@@ -22,8 +22,8 @@ def parse_args(argv=None):
     parser.add_argument('config', help='training or deploy config')
     parser.add_argument('checkpoint', help='training or fused checkpoint')
     parser.add_argument('--out', help='overlay video to write (.mp4, .mkv: '
-                        'H.264; .avi: MJPG); same size, fps and frame count '
-                        'as the input')
+                        'H.264, 4:4:4 for odd sides; .avi: MJPG); same '
+                        'size, fps and frame count as the input')
     parser.add_argument('--out-labels', help='new folder for per-frame '
                         'label PNGs (Cityscapes train ids)')
     parser.add_argument('--device', default='cpu', help='e.g. cuda:0')
@@ -40,9 +40,10 @@ def parse_args(argv=None):
                         help='draw the live FPS and latency on the overlay')
     parser.add_argument('--max-frames', type=int,
                         help='stop after this many frames')
-    parser.add_argument('--fps', type=positive(float, 1000),
+    parser.add_argument('--fps', type=bounded(float, *VIDEO_FPS_RANGE),
                         help='frame rate of a folder of frames (default 30), '
-                        'or to override the input\'s (0 < FPS <= 1000)')
+                        'or to override the input\'s (%g..%g)'
+                        % VIDEO_FPS_RANGE)
     parser.add_argument('--show', action='store_true',
                         help='show the overlay in a window (q quits)')
     parser.add_argument('--realtime', action='store_true',
@@ -57,6 +58,9 @@ def parse_args(argv=None):
                         help='quality (x264 CRF, NVENC CQ): lower is better')
     parser.add_argument('--preset', default='ultrafast',
                         help='x264 preset (ultrafast ... veryslow)')
+    parser.add_argument('--encoder-threads', type=bounded(int, 0, 1024),
+                        default=0, help='frames the encoder works on at '
+                        'once (PyAV\'s encoders); 0 = auto: every core')
     parser.add_argument('--decoder', default='opencv',
                         choices=['opencv', 'pyav'], help='video decoder')
     parser.add_argument('--no-progress', action='store_true',
@@ -73,7 +77,7 @@ def main(argv=None):
         args.device, args.fp16, args.fp32, args.batch_size, args.opacity,
         args.show_fps, args.max_frames, args.fps, args.show, args.realtime,
         args.codec, args.crf, args.preset, args.decoder,
-        not args.no_progress)
+        not args.no_progress, args.encoder_threads)
     print()
     for line in format_report(report, args.batch_size, args.device):
         print(line)

@@ -1,6 +1,7 @@
 """``run_video_demo``: a checkpoint and a video in, an overlay video, label
 PNGs and the numbers a deployer needs out (what tools/video_demo.py runs)."""
 from ..deploy import FrameSource, SegPredictor, segment_video
+from ..deploy.video import FPS_RANGE as VIDEO_FPS_RANGE
 from ..deploy.video import check_outputs
 from ..utils.errors import InvalidArgument
 from .inference import init_segmentor
@@ -10,7 +11,8 @@ def run_video_demo(video, config, checkpoint, out=None, out_labels=None,
                    device='cpu', fp16=False, fp32=False, batch_size=1,
                    opacity=0.5, show_fps=False, max_frames=None, fps=None,
                    show=False, realtime=False, codec='auto', crf=23,
-                   preset='ultrafast', decoder='opencv', progress=True):
+                   preset='ultrafast', decoder='opencv', progress=True,
+                   encoder_threads=0):
     """Load the model (fused on load) and segment ``video``; returns the
     report of :func:`repvgg_seg.deploy.segment_video` with the input's
     ``size`` and ``fps`` added."""
@@ -26,7 +28,8 @@ def run_video_demo(video, config, checkpoint, out=None, out_labels=None,
                                  fast=False if fp32 else None)
         report = segment_video(
             source, predictor, out, out_labels, opacity, show_fps,
-            max_frames, show, realtime, codec, crf, preset, progress)
+            max_frames, show, realtime, codec, crf, preset, progress,
+            encoder_threads)
     report.update(size=source.size, input_fps=source.fps)
     return report
 

@@ -9,10 +9,18 @@ A fixed pool of batch slots travels through the stages, so memory stays
 flat and no stage runs more than the pool ahead. In real-time mode the
 decoder never waits: when no slot is free it drops the oldest decoded
 batch (or the new frame), so the latency stays bounded.
+
+Python's garbage collector is kept off the objects that exist when the run
+starts (``gc.freeze``): in a process holding torch, MMSeg and a compiled
+model a full collection scans ~300k objects, 0.1-0.3 s with the GIL held,
+every stage stalled (``stage_ms['gc']`` reports what collections cost).
 """
+import gc
+import os
 import queue
 import threading
 import time
+from contextlib import contextmanager
 
 import cv2
 import numpy as np
@@ -22,17 +30,43 @@ from .overlay import draw_text_bgr, draw_text_yuv420
 from .writers import write_label_png
 
 #: Batch slots in flight (decoded, on the GPU, being encoded).
-NUM_SLOTS = 6
+NUM_SLOTS = 8
 #: Decoded batches that may wait for the model in real-time mode.
 REALTIME_QUEUE = 1
-#: Decoded batches that may wait for the model when reading a file.
-DECODE_AHEAD = 1
+#: Decoded batches that may wait for the model when reading a file: two,
+#: so that a slow decode (a busy core) does not leave the GPU idle.
+DECODE_AHEAD = 2
 #: Batches submitted to the model and not yet collected: two keep the GPU
 #: busy (the next is queued when one ends); more would only add latency.
 MAX_IN_FLIGHT = 2
-LABEL_WRITERS = 3
-STAGES = ('decode', 'copy', 'model', 'overlay', 'copy_back', 'encode')
+#: Threads encoding label PNGs (OpenCV lets go of the GIL): one takes 3-7
+#: ms a 2048x1024 frame, so 300 FPS needs about two cores.
+LABEL_WRITERS = max(3, min(8, os.cpu_count() or 1))
+STAGES = ('decode', 'copy', 'model', 'overlay', 'copy_back', 'encode',
+          'labels', 'gc')
 _END = object()
+
+
+@contextmanager
+def collector_off_old_objects(times):
+    """Freeze the objects alive now out of the garbage collector's scans
+    for the block, and add the time its collections take to
+    ``times['gc']``."""
+    started = []
+
+    def clock(phase, info):
+        if phase == 'start':
+            started.append(time.perf_counter())
+        elif started:
+            times['gc'] += time.perf_counter() - started.pop()
+
+    gc.freeze()
+    gc.callbacks.append(clock)
+    try:
+        yield
+    finally:
+        gc.callbacks.remove(clock)
+        gc.unfreeze()
 
 
 class Slot:
@@ -143,6 +177,7 @@ class VideoPipeline:
         for _ in range(NUM_SLOTS):
             self.free.put(Slot(backend.new_buffers(batch_size, source.size)))
         self.dropped = 0
+        self.labels_lock = threading.Lock()
         self.in_flight = threading.Semaphore(MAX_IN_FLIGHT)
         self.times = dict.fromkeys(STAGES, 0.0)
         self.latencies, self.queue_waits = [], []
@@ -162,19 +197,26 @@ class VideoPipeline:
         return slot
 
     def _pace(self, start):
-        """A file in real-time mode plays at its frame rate, as a camera."""
+        """A file in real-time mode plays at its frame rate, as a camera
+        (:class:`FrameSource` keeps it in ``FPS_RANGE``: at most 10 s a
+        frame, and a stopped run wakes the wait)."""
         if self.realtime and not self.source.is_camera:
             delay = (start + self.decoded.count / self.source.fps -
                      time.perf_counter())
             if delay > 0:
-                time.sleep(delay)
+                self.stop.wait(delay)
 
-    def _next_slot(self):
-        """The slot for the next batch. Reading files, wait for a free one
-        and for the model to catch up to :data:`DECODE_AHEAD` batches (more
-        would only add latency); in real-time mode never wait."""
+    def _slot_to_read_into(self):
+        """The slot for the next batch, taken before its first frame is
+        decoded (into it). Reading files, wait for a free one and for the
+        model to catch up to :data:`DECODE_AHEAD` batches; in real-time
+        mode never wait: None when no slot is free now (one is found after
+        the frame came, by :meth:`_slot_for_realtime`)."""
         if self.realtime:
-            return self._slot_for_realtime()
+            try:
+                return self.free.get_nowait()
+            except queue.Empty:
+                return None
         self.decoded.wait_below(DECODE_AHEAD, self.stop)
         return _get(self.free, self.stop)
 
@@ -182,23 +224,26 @@ class VideoPipeline:
         start, slot = time.perf_counter(), None
         while not (self.stop.is_set() or self.end_of_stream.is_set()
                    or self.decoded.count == self.max_frames):
-            if slot is None and not self.realtime:
-                slot = self._start_batch(self._next_slot())
+            if slot is None:
+                slot = self._start_batch(self._slot_to_read_into())
                 if slot is _END:
                     return
             self._pace(start)
+            into = (None if slot is None else
+                    slot.buffers['host_frames'][slot.count])
             tic = time.perf_counter()
-            frame = self.source.read()
+            frame = self.source.read(into)
             decoded = time.perf_counter()
             if frame is None:
                 break
             if slot is None:
-                slot = self._start_batch(self._next_slot())
+                slot = self._start_batch(self._slot_for_realtime())
                 if slot is None:  # real time, all slots busy
                     self.dropped += 1
                     self.decoded.count_frame()
                     continue
-            slot.buffers['host_frames'][slot.count] = frame
+            if frame is not into:  # decoded elsewhere
+                slot.buffers['host_frames'][slot.count] = frame
             slot.count += 1
             slot.decoded_at.append(decoded)
             slot.decode_seconds += decoded - tic
@@ -263,7 +308,10 @@ class VideoPipeline:
             index, labels = item
             if index is None:
                 return
+            tic = time.perf_counter()
             write_label_png(f'{self.labels_dir}/{index:06d}.png', labels)
+            with self.labels_lock:  # writers in parallel: a sum of them
+                self.times['labels'] += time.perf_counter() - tic
 
     def overlay_text(self):
         """The live numbers drawn by ``show_fps``."""
@@ -311,6 +359,14 @@ class VideoPipeline:
                 self.end_of_stream.set()  # frames in flight are written
 
     def run(self):
+        with collector_off_old_objects(self.times):
+            seconds = self._run_stages()
+        if self.errors:
+            raise self.errors[0]
+        return self.report(seconds)
+
+    def _run_stages(self):
+        """The stage threads and the model loop; the seconds they took."""
         self.started = time.perf_counter()
         threads = [_Worker(target, self.stop, self.errors, name)
                    for name, target in (('decode', self._read),
@@ -334,9 +390,7 @@ class VideoPipeline:
             self.stop.set()
             for thread in threads:
                 thread.join(timeout=5)
-        if self.errors:
-            raise self.errors[0]
-        return self.report(time.perf_counter() - self.started)
+        return time.perf_counter() - self.started
 
     def report(self, seconds):
         frames = self.frames

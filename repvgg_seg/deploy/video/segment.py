@@ -46,13 +46,14 @@ def _open_window(name):
 def segment_video(source, predictor, out=None, out_labels=None, opacity=0.5,
                   show_fps=False, max_frames=None, show=False,
                   realtime=False, codec='auto', crf=DEFAULT_CRF,
-                  preset=DEFAULT_PRESET, progress=True):
+                  preset=DEFAULT_PRESET, progress=True, encoder_threads=0):
     """Segment every frame of ``source`` (a :class:`FrameSource`) with
     ``predictor`` (a :class:`SegPredictor`).
 
     Writes an overlay video (same size, fps and frame count as the input;
     H.264 through PyAV when installed) to ``out`` and train-id label PNGs
-    ``000000.png``... to the folder ``out_labels``. ``realtime`` drops
+    ``000000.png``... to the folder ``out_labels``; ``encoder_threads``
+    frames are encoded at once (0: every core). ``realtime`` drops
     frames when the model falls behind instead of queueing them. Returns
     the report of :meth:`VideoPipeline.report`. With a camera, Ctrl-C (or
     ``q`` in the window) ends the stream and keeps the outputs; with files
@@ -63,16 +64,18 @@ def segment_video(source, predictor, out=None, out_labels=None, opacity=0.5,
         raise VideoError(f'opacity must lie in [0, 1], got {opacity}')
     if max_frames is not None and max_frames < 0:
         raise VideoError(f'--max-frames must be >= 0, got {max_frames}')
+    if encoder_threads < 0:
+        raise VideoError(f'--encoder-threads must be >= 0 (0: every core), '
+                         f'got {encoder_threads}')
     check_outputs(out, out_labels, inputs=[source.path])
     window = _open_window(source.name) if show else None
     palette = bgr_palette(predictor.model.dataset_meta['palette'])
     with ExitStack() as outputs:
         writer = labels_dir = None
         if out:
-            writer = open_video_writer(
-                outputs.enter_context(atomic_output(out)), source.fps,
-                source.size, codec, crf, preset, name=out)
-            outputs.callback(writer.abort)  # before the rename or removal
+            writer = open_video_writer(out, source.fps, source.size, codec,
+                                       crf, preset, encoder_threads)
+            outputs.callback(writer.abort)
         if out_labels:
             labels_dir = outputs.enter_context(atomic_output(out_labels))
             os.makedirs(labels_dir)
@@ -85,6 +88,8 @@ def segment_video(source, predictor, out=None, out_labels=None, opacity=0.5,
         report = VideoPipeline(
             source, backend, predictor.batch_size, writer, labels_dir,
             show_fps, window, max_frames, realtime, progress).run()
+        if writer is not None:
+            writer.commit()
     report.update(codec=writer.codec if writer else None,
                   backend=type(backend).__name__)
     if source.num_frames and not max_frames and not realtime and \

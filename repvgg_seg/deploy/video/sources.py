@@ -1,4 +1,5 @@
 """Frames to segment: a video file, a folder of images or a camera."""
+import math
 import os.path as osp
 
 import cv2
@@ -9,6 +10,9 @@ from ...utils.errors import UserError
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 #: For a folder of frames, and a video or camera that reports no rate.
 DEFAULT_FPS = 30.0
+#: Frame rates a video may have: a header outside says junk (0.001 fps
+#: would pace --realtime at 1000 s a frame, and be the output's rate).
+FPS_RANGE = (0.1, 1000.0)
 DECODERS = ('opencv', 'pyav')
 
 
@@ -39,7 +43,7 @@ class _PyAVReader:
         stream.thread_type = 'AUTO'
         self.num_frames = max(stream.frames, 0)
         rate = stream.average_rate
-        self.fps = float(rate) if rate and 0 < rate < 1000 else None
+        self.fps = float(rate) if rate else None
         self._frames = self._container.decode(stream)
         self._error = av.error.FFmpegError
 
@@ -54,6 +58,13 @@ class _PyAVReader:
         self._container.close()
 
 
+def _check_fps(fps, what, instead):
+    low, high = FPS_RANGE
+    if not (math.isfinite(fps) and low <= fps <= high):
+        raise VideoError(f'{what}: a frame rate must lie in {low:g}..'
+                         f'{high:g} fps; {instead}')
+
+
 class FrameSource:
     """BGR frames of a video file, a folder of images or a camera (an int
     or a string of digits). The first frame is read on opening, so a bad
@@ -66,6 +77,8 @@ class FrameSource:
 
     def __init__(self, source, fps=None, decoder='opencv'):
         self.name = str(source)
+        if fps is not None:
+            _check_fps(fps, f'--fps {fps:g}', 'give one')
         self.is_camera = isinstance(source, int) or self.name.isdigit()
         self._capture, self._files, self._reader = None, None, None
         if decoder not in DECODERS:
@@ -109,7 +122,11 @@ class FrameSource:
         elif self._capture is not None and not self.is_camera:
             self.num_frames = max(
                 int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
-        self.fps = fps or self._reported_fps() or DEFAULT_FPS
+        reported = self._reported_fps()
+        if fps is None and reported is not None:
+            _check_fps(reported, f'{self.name} reports {reported:g} fps',
+                       'give its real rate with --fps')
+        self.fps = fps or reported or DEFAULT_FPS
 
     @property
     def path(self):
@@ -117,18 +134,23 @@ class FrameSource:
         return None if self.is_camera or self._files else self.name
 
     def _reported_fps(self):
+        """The rate in the header; None where there is none (some say 0)."""
         if self._reader is not None:
             return self._reader.fps
         if self._capture is None:
             return None
         fps = self._capture.get(cv2.CAP_PROP_FPS)
-        return fps if 0 < fps < 1000 else None  # some report 0 or junk
+        return fps if fps > 0 else None
 
-    def _read(self):
+    def _read(self, into=None):
         if self._reader is not None:
             return self._reader.read()
         if self._capture is not None:
-            ok, frame = self._capture.read()
+            ok, frame = (self._capture.read() if into is None else
+                         self._capture.read(into))
+            if ok and into is not None and \
+                    frame.ctypes.data == into.ctypes.data:
+                return into
             return frame if ok else None
         if self._next_index == len(self._files):
             return None
@@ -144,12 +166,14 @@ class FrameSource:
                 'needs frames of one size')
         return frame
 
-    def read(self):
-        """The next frame, or None at the end."""
+    def read(self, into=None):
+        """The next frame, or None at the end. ``into``: an ``H x W x 3``
+        uint8 array for the decoder to write the frame into where it can
+        (OpenCV's; 6 MB a copy saved at 2048x1024), returned itself then."""
         if self._first is not None:
             frame, self._first = self._first, None
             return frame
-        return self._read()
+        return self._read(into)
 
     def close(self):
         if self._capture is not None:
