@@ -1,11 +1,15 @@
 """Read configs with errors that name the file (a config is Python the user
 wrote: any failure in it is theirs to fix, not a traceback).
 
-A ``.py`` config is code by design; a YAML or JSON config is data, so YAML
-is read with PyYAML's safe loader (mmengine's own reader would build any
-``!!python/...`` object the file names, i.e. run code), bases included.
+A ``.py`` config is code by design; a YAML or JSON config is data and runs
+no code, bases included: YAML is read with PyYAML's safe loader (mmengine's
+own reader would build any ``!!python/...`` object the file names), its
+and a data config may not inherit a
+``.py`` base, ``custom_imports`` any module but this plugin nor name a
+``type`` that is no registered class (mmengine would import and call it).
 """
 import copy
+import importlib
 import os.path as osp
 from contextlib import contextmanager
 
@@ -17,30 +21,139 @@ from mmengine.hub import get_config
 from .errors import ConfigError, PathNotFound
 
 SafeLoader = getattr(yaml, 'CSafeLoader', yaml.SafeLoader)
+DATA_CONFIG_EXTENSIONS = ('.yaml', '.yml', '.json')
+#: The only module a data config's ``custom_imports`` may name (with its
+#: submodules): this plugin, which the project's own configs import.
+PLUGIN = 'repvgg_seg'
 
 
-class SafeYamlHandler(YamlHandler):
-    """mmengine's YAML reader restricted to plain data (no Python tags)."""
+
+
+def _load_yaml_data(stream):
+    """The data of a YAML document, refused in one line if it asks for a
+    Python object."""
+    try:
+        return yaml.load(stream, Loader=SafeLoader)
+    except yaml.constructor.ConstructorError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else '?'
+        raise ConfigError(
+            f'a YAML config holds only data, but line {line} asks for '
+            f'a Python object ({exc.problem}); refusing to build it '
+            '(a .py config is code, a YAML one is not)') from None
+
+
+class DataYamlHandler(YamlHandler):
+    """mmengine's YAML reader restricted to plain data."""
 
     def load_from_fileobj(self, file, **kwargs):
-        try:
-            return yaml.load(file, Loader=SafeLoader)
-        except yaml.constructor.ConstructorError as exc:
-            line = exc.problem_mark.line + 1 if exc.problem_mark else '?'
+        return _load_yaml_data(file)
+
+
+def _is_data_config(path):
+    return osp.splitext(str(path))[1] in DATA_CONFIG_EXTENSIONS
+
+
+def _check_data_imports(cfg_dict, path):
+    """A data config may import this plugin only (``custom_imports``)."""
+    custom = cfg_dict.get('custom_imports')
+    if custom is None:
+        return
+    names = custom.get('imports') if isinstance(custom, dict) else custom
+    names = [names] if isinstance(names, str) else names
+    if not isinstance(names, (list, tuple)) or not all(
+            isinstance(name, str) and (name == PLUGIN or name.startswith(
+                f'{PLUGIN}.')) for name in names):
+        raise ConfigError(
+            f'{path} is a data config (YAML/JSON) and its custom_imports '
+            f'names {names!r}: a data config runs no code, so it may import '
+            f'only {PLUGIN}; import other modules from a .py config you '
+            'trust')
+
+
+def _scoped_registries(scope):
+    """mmengine's registries of the OpenMMLab ``scope`` (``mmengine``,
+    ``mmseg``...), their modules registered."""
+    from mmengine.config.utils import MODULE2PACKAGE
+    from mmengine.registry import Registry, root
+    if scope in MODULE2PACKAGE:  # OpenMMLab's scopes only: importing any
+        try:                     # other package would run its code
+            importlib.import_module(f'{scope}.registry')
+        except ImportError:
+            return []
+    elif scope != 'mmengine':
+        return []
+    found = []
+    for registry in vars(root).values():
+        if isinstance(registry, Registry):
+            child = registry if scope == 'mmengine' else \
+                registry._children.get(scope)
+            if child is not None:
+                child.import_from_location()
+                found.append(child)
+    return found
+
+
+def _dotted_types(node):
+    if isinstance(node, dict):
+        kind = node.get('type')
+        if isinstance(kind, str) and '.' in kind:
+            yield kind
+        node = list(node.values())
+    if isinstance(node, (list, tuple)):
+        for value in node:
+            yield from _dotted_types(value)
+
+
+def _check_data_types(cfg_dict, path):
+    """A data config's ``type: scope.Name`` must name a registered class:
+    for any other dotted name mmengine imports the name and calls it
+    (``type: os.system`` would run a command)."""
+    for kind in _dotted_types(cfg_dict):
+        scope, _, name = kind.rpartition('.')
+        if not any(name in registry._module_dict
+                   for registry in _scoped_registries(scope)):
             raise ConfigError(
-                f'a YAML config holds only data, but line {line} asks for '
-                f'a Python object ({exc.problem}); refusing to build it '
-                '(a .py config is code, a YAML one is not)') from None
+                f'{path} is a data config (YAML/JSON) and names type '
+                f'{kind!r}, which is no registered class of scope {scope!r}: '
+                'a data config runs no code, so a dotted type must be '
+                'SCOPE.Name of a registered class (e.g. mmseg.PSPHead); '
+                'name other callables from a .py config you trust')
 
 
 @contextmanager
-def _safe_yaml():
-    """mmengine reads every ``.yaml``/``.yml`` safely inside the block."""
+def _data_stays_data():
+    """Inside the block mmengine reads every YAML/JSON config as data: the
+    handlers above, and no ``.py`` base or foreign ``custom_imports``
+    below a data config (checked where mmengine reads each file of the
+    ``_base_`` chain, after its ``{{...}}`` substitutions)."""
     saved = {ext: file_handlers[ext] for ext in ('yaml', 'yml')}
-    file_handlers.update(dict.fromkeys(saved, SafeYamlHandler()))
+    read_file = Config.__dict__['_file2dict']
+    readers = []  # the chain of configs being read, outermost first
+
+    def file2dict(filename, *args, **kwargs):
+        if readers and _is_data_config(readers[-1]) and \
+                not _is_data_config(filename):
+            raise ConfigError(
+                f'{readers[-1]} is a data config (YAML/JSON) but its _base_ '
+                f'names {filename}, which is Python code: a data config runs '
+                'no code, so its bases must be YAML/JSON too (or write it '
+                'as a .py config you trust)')
+        readers.append(filename)
+        try:
+            cfg_dict, *rest = read_file.__func__(filename, *args, **kwargs)
+        finally:
+            readers.pop()
+        if _is_data_config(filename):
+            _check_data_imports(cfg_dict, filename)
+            _check_data_types(cfg_dict, filename)
+        return (cfg_dict, *rest)
+
+    file_handlers.update(dict.fromkeys(('yaml', 'yml'), DataYamlHandler()))
+    Config._file2dict = staticmethod(file2dict)
     try:
         yield
     finally:
+        Config._file2dict = read_file
         file_handlers.update(saved)
 
 
@@ -54,7 +167,7 @@ def read_config(config, cfg_options=None):
         if '::' not in path and not osp.isfile(path):
             raise PathNotFound(f'config {path} does not exist')
         try:
-            with _safe_yaml():
+            with _data_stays_data():
                 cfg = (get_config(path) if '::' in path
                        else Config.fromfile(path))
         except ConfigError as exc:

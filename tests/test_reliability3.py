@@ -1,0 +1,166 @@
+"""Reliability items of issue 23, each reproduced as the user met it: data
+configs that ran code or exploded, YAML/JSON copies of a config that
+crashed, writes through symlinks, downloads that hung or were mixed up,
+non-finite weights, images that took all memory, outputs that overwrote
+each other."""
+import json
+import os
+import random
+import re
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+from forked import run_tool
+from helpers import REPO_ROOT, citymini_root
+from mmengine.dataset import Compose
+from mmengine.registry import init_default_scope
+
+from repvgg_seg.models import build_model
+from repvgg_seg.utils.config import read_config
+from repvgg_seg.utils.errors import ConfigError
+
+TINY_CONFIG = os.path.join(REPO_ROOT, 'tests', 'configs',
+                           'pspnet_repvgg_tiny_citymini.py')
+
+
+def tool(name):
+    return os.path.join(REPO_ROOT, 'tools', f'{name}.py')
+
+
+def one_error_line(result):
+    assert result.returncode == 2, result
+    assert 'Traceback' not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines()
+              if line.startswith('error: ')]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+@pytest.fixture(scope='module')
+def data_root(tmp_path_factory):
+    return citymini_root(tmp_path_factory, 2, 2)
+
+
+@pytest.fixture(scope='module')
+def tiny_checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp('tiny') / 'tiny.pth'
+    torch.manual_seed(0)
+    model = build_model(read_config(TINY_CONFIG))
+    torch.save(dict(state_dict=model.state_dict()), path)
+    return str(path)
+
+
+def data_options(root, *splits):
+    return ['--cfg-options', *(f'{split}_dataloader.dataset.data_root={root}'
+                               for split in splits)]
+
+
+# 1. A YAML or JSON config runs no code: no .py base, no custom_imports -----
+
+MARKER_CODE = "open({marker!r}, 'w').close()\nx = 1\n"
+
+
+def write_chain(folder, top):
+    """``top`` (a.yaml, b.json or c.py) reaches ``evil.py`` through YAML
+    and JSON bases: c.py -> b.json -> a.yaml -> evil.py."""
+    marker = folder / 'MARKER'
+    (folder / 'evil.py').write_text(MARKER_CODE.format(marker=str(marker)))
+    (folder / 'a.yaml').write_text('_base_: [evil.py]\ny: 1\n')
+    (folder / 'b.json').write_text('{"_base_": "a.yaml", "z": 2}')
+    (folder / 'c.py').write_text("_base_ = ['b.json']\n")
+    return folder / top, marker
+
+
+@pytest.mark.parametrize('top', ['a.yaml', 'b.json', 'c.py'])
+@pytest.mark.parametrize('name, args', [
+    ('train', []), ('test', ['ckpt.pth']), ('fuse', ['ckpt.pth', 'f.pth']),
+    ('check_dataset', []), ('benchmark', [])])
+def test_data_config_cannot_run_a_py_base(top, name, args, tmp_path):
+    config, marker = write_chain(tmp_path, top)
+    result = run_tool(tool(name), config, *(tmp_path / a for a in args))
+    assert re.search(r'a.yaml is a data config .*_base_ names .*evil.py, '
+                     r'which is Python code', one_error_line(result))
+    assert not marker.exists()
+
+
+def test_data_config_py_base_through_a_substitution(tmp_path):
+    """The check sees the base mmengine resolves, after ``{{...}}``."""
+    config, marker = write_chain(tmp_path, 'a.yaml')
+    config.write_text("_base_: ['{{ fileDirname }}/evil.py']\n")
+    with pytest.raises(ConfigError, match='which is Python code'):
+        read_config(config)
+    assert not marker.exists()
+
+
+def test_image_demo_refuses_a_py_base(tmp_path):
+    config, marker = write_chain(tmp_path, 'b.json')
+    cv2.imwrite(str(tmp_path / 'x.png'), np.zeros((8, 8, 3), np.uint8))
+    result = run_tool(os.path.join(REPO_ROOT, 'demo', 'image_demo.py'),
+                      tmp_path / 'x.png', config, tmp_path / 'ckpt.pth')
+    assert 'which is Python code' in one_error_line(result)
+    assert not marker.exists()
+
+
+def plant_module(folder, monkeypatch):
+    """An importable module (a name of its own per test, as an imported
+    module stays imported) that creates a marker file; its name and the
+    marker."""
+    name = f'planted_{folder.name}'
+    marker = folder / 'MARKER'
+    (folder / f'{name}.py').write_text(MARKER_CODE.format(marker=str(marker)))
+    monkeypatch.syspath_prepend(str(folder))
+    return name, marker
+
+
+@pytest.mark.parametrize('suffix, text', [
+    ('.yaml', 'custom_imports: {{imports: [{module}]}}\n'),
+    ('.json', '{{"custom_imports": {{"imports": "{module}"}}}}'),
+])
+def test_data_config_cannot_import_modules(suffix, text, tmp_path,
+                                           monkeypatch):
+    module, marker = plant_module(tmp_path, monkeypatch)
+    config = tmp_path / f'c{suffix}'
+    config.write_text(text.format(module=module))
+    (tmp_path / 'child.yml').write_text(f'_base_: [c{suffix}]\n')
+    for path in (config, tmp_path / 'child.yml'):
+        with pytest.raises(ConfigError, match=rf"custom_imports names "
+                           rf"\['{module}'\]: a data config runs no code"):
+            read_config(path)
+    assert not marker.exists()
+    # the plugin itself, which the project's configs import, is allowed
+    config.write_text(text.format(module='repvgg_seg'))
+    assert read_config(config).custom_imports.imports in (
+        ['repvgg_seg'], 'repvgg_seg')
+
+
+@pytest.mark.parametrize('kind', ['os.system', 'mmengine.dump',
+                                  'subprocess.Popen', 'antigravity.X'])
+def test_data_config_cannot_call_a_dotted_name(kind, tmp_path):
+    """mmengine imports and calls a ``type`` no registry knows."""
+    marker = tmp_path / 'MARKER'
+    (tmp_path / 'c.yaml').write_text(
+        f'model: {{type: {kind}, command: touch {marker}}}\n')
+    result = run_tool(tool('train'), tmp_path / 'c.yaml', '--work-dir',
+                      tmp_path / 'work')
+    assert re.search(rf"names type '{kind}', which is no registered class",
+                     one_error_line(result))
+    assert not marker.exists()
+
+
+def test_data_config_names_registered_classes(tmp_path):
+    (tmp_path / 'c.json').write_text(json.dumps(dict(
+        model=dict(type='mmseg.EncoderDecoder', backbone=dict(
+            type='mmseg.RepVGG')), optim=dict(type='mmengine.OptimWrapper'))))
+    assert read_config(tmp_path / 'c.json').model.backbone.type == \
+        'mmseg.RepVGG'
+
+
+def test_py_config_stays_code(tmp_path, monkeypatch):
+    module, marker = plant_module(tmp_path, monkeypatch)
+    (tmp_path / 'c.py').write_text(
+        f"custom_imports = dict(imports=['{module}'])\n")
+    read_config(tmp_path / 'c.py')
+    assert marker.exists()
