@@ -164,3 +164,36 @@ def test_py_config_stays_code(tmp_path, monkeypatch):
         f"custom_imports = dict(imports=['{module}'])\n")
     read_config(tmp_path / 'c.py')
     assert marker.exists()
+
+
+# 2. YAML aliases cannot expand without bound ("billion laughs") ------------
+
+def laughs(levels):
+    lines = ['l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]']
+    lines += [f'l{i}: &l{i} [{", ".join([f"*l{i - 1}"] * 10)}]'
+              for i in range(1, levels)]
+    return '\n'.join(lines) + '\n'
+
+
+def test_billion_laughs_is_refused(tmp_path):
+    config = tmp_path / 'laughs.yaml'
+    config.write_text(laughs(9))  # 10**9 values once expanded
+    result = run_tool(tool('test'), config, tmp_path / 'ckpt.pth',
+                      timeout=60)
+    assert re.search(r'expands through its aliases .* to more than 100000 '
+                     r'values', one_error_line(result))
+
+
+def test_few_aliases_still_read(tmp_path):
+    config = tmp_path / 'ok.yaml'
+    config.write_text(laughs(3) + 'norm: &norm {type: BN}\n'
+                      'a: {norm_cfg: *norm}\nb: {norm_cfg: *norm}\n')
+    cfg = read_config(config)
+    assert len(cfg.l2) == 10 and cfg.b.norm_cfg.type == 'BN'
+
+
+def test_self_referring_alias_is_refused(tmp_path):
+    config = tmp_path / 'loop.yaml'
+    config.write_text('a: &a [1, *a]\n')
+    with pytest.raises(ConfigError, match='cannot contain itself'):
+        read_config(config)

@@ -4,7 +4,7 @@ wrote: any failure in it is theirs to fix, not a traceback).
 A ``.py`` config is code by design; a YAML or JSON config is data and runs
 no code, bases included: YAML is read with PyYAML's safe loader (mmengine's
 own reader would build any ``!!python/...`` object the file names), its
-and a data config may not inherit a
+aliases may not expand without bound, and a data config may not inherit a
 ``.py`` base, ``custom_imports`` any module but this plugin nor name a
 ``type`` that is no registered class (mmengine would import and call it).
 """
@@ -22,6 +22,9 @@ from .errors import ConfigError, PathNotFound
 
 SafeLoader = getattr(yaml, 'CSafeLoader', yaml.SafeLoader)
 DATA_CONFIG_EXTENSIONS = ('.yaml', '.yml', '.json')
+#: The most values a YAML config may expand to through its aliases (a real
+#: config has a few hundred; a "billion laughs" file has 10**9).
+MAX_YAML_VALUES = 100_000
 #: The only module a data config's ``custom_imports`` may name (with its
 #: submodules): this plugin, which the project's own configs import.
 PLUGIN = 'repvgg_seg'
@@ -29,17 +32,52 @@ PLUGIN = 'repvgg_seg'
 
 
 
+def _expanded_size(node, sizes, open_nodes):
+    """How many values ``node`` holds once its aliases are copied out (an
+    alias is the node it names, so shared nodes are counted once each
+    time they appear, and computed once)."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_nodes:
+        raise ConfigError('a YAML alias refers to a node that holds it '
+                          '(a config cannot contain itself)')
+    open_nodes.add(key)
+    if isinstance(node, yaml.SequenceNode):
+        children = node.value
+    elif isinstance(node, yaml.MappingNode):
+        children = [part for pair in node.value for part in pair]
+    else:
+        children = ()
+    sizes[key] = 1 + sum(_expanded_size(child, sizes, open_nodes)
+                         for child in children)
+    open_nodes.discard(key)
+    return sizes[key]
+
+
 def _load_yaml_data(stream):
     """The data of a YAML document, refused in one line if it asks for a
-    Python object."""
+    Python object or expands beyond :data:`MAX_YAML_VALUES` values."""
+    loader = SafeLoader(stream)
     try:
-        return yaml.load(stream, Loader=SafeLoader)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}, set()) > MAX_YAML_VALUES:
+            raise ConfigError(
+                f'a YAML config expands through its aliases (*name) to more '
+                f'than {MAX_YAML_VALUES} values; refusing it (a real config '
+                'holds a few hundred: write the values out, or fewer '
+                'nested aliases)')
+        return loader.construct_document(node)
     except yaml.constructor.ConstructorError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else '?'
         raise ConfigError(
             f'a YAML config holds only data, but line {line} asks for '
             f'a Python object ({exc.problem}); refusing to build it '
             '(a .py config is code, a YAML one is not)') from None
+    finally:
+        loader.dispose()
 
 
 class DataYamlHandler(YamlHandler):
