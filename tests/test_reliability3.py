@@ -197,3 +197,77 @@ def test_self_referring_alias_is_refused(tmp_path):
     config.write_text('a: &a [1, *a]\n')
     with pytest.raises(ConfigError, match='cannot contain itself'):
         read_config(config)
+
+
+# 3. YAML and JSON copies of a config train and test as the .py -------------
+
+def as_lists(node):
+    if isinstance(node, dict):
+        return {key: as_lists(value) for key, value in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [as_lists(value) for value in node]
+    return node
+
+
+@pytest.fixture(scope='module')
+def config_copies(tmp_path_factory):
+    """The tiny config as JSON and YAML (lists), and YAML as mmengine dumps
+    it (``!!python/tuple``)."""
+    folder = tmp_path_factory.mktemp('copies')
+    cfg = read_config(TINY_CONFIG)
+    data = as_lists(cfg.to_dict())
+    (folder / 'tiny.json').write_text(json.dumps(data))
+    (folder / 'tiny.yaml').write_text(yaml.safe_dump(data))
+    cfg.dump(str(folder / 'dumped.yaml'))
+    return {name: str(folder / name)
+            for name in ('tiny.json', 'tiny.yaml', 'dumped.yaml')}
+
+
+@pytest.mark.parametrize('name', ['tiny.json', 'tiny.yaml', 'dumped.yaml'])
+def test_config_copy_reads_as_the_py(name, config_copies, data_root):
+    init_default_scope('mmseg')
+    original, copy = read_config(TINY_CONFIG), read_config(config_copies[name])
+    assert as_lists(copy.to_dict()) == as_lists(original.to_dict())
+    image = next((data_root / 'leftImg8bit' / 'train').rglob('*.png'))
+    sample = dict(img_path=str(image), seg_map_path=str(image).replace(
+        'leftImg8bit', 'gtFine').replace('.png', '_labelTrainIds.png'),
+        seg_fields=[], reduce_zero_label=False)
+    for pipeline in ('train_pipeline', 'test_pipeline'):
+        outputs = []
+        for cfg in (original, copy):
+            np.random.seed(0)
+            random.seed(0)
+            outputs.append(Compose(cfg[pipeline])(dict(sample)))
+        assert torch.equal(outputs[0]['inputs'], outputs[1]['inputs'])
+
+
+@pytest.fixture(scope='module')
+def py_test_metrics(data_root, tiny_checkpoint, tmp_path_factory):
+    return tool_metrics(TINY_CONFIG, data_root, tiny_checkpoint,
+                        tmp_path_factory.mktemp('py'))
+
+
+def tool_metrics(config, data_root, checkpoint, work_dir):
+    result = run_tool(tool('test'), config, checkpoint, '--work-dir',
+                      work_dir, *data_options(data_root, 'test'))
+    assert result.returncode == 0, result.stderr
+    return re.search(r'Iter\(test\) .*(aAcc.*mAcc: \S+)',
+                     result.stdout + result.stderr).group(1)
+
+
+@pytest.mark.parametrize('name', ['tiny.json', 'tiny.yaml', 'dumped.yaml'])
+def test_config_copy_tests_as_the_py(name, config_copies, data_root,
+                                     tiny_checkpoint, py_test_metrics,
+                                     tmp_path):
+    assert tool_metrics(config_copies[name], data_root, tiny_checkpoint,
+                        tmp_path) == py_test_metrics
+
+
+def test_json_copy_trains(config_copies, data_root, tmp_path):
+    result = run_tool(tool('train'), config_copies['tiny.json'],
+                      '--work-dir', tmp_path,
+                      *data_options(data_root, 'train', 'val'),
+                      'train_cfg.max_iters=1', 'train_cfg.val_interval=1',
+                      'default_hooks.checkpoint.interval=1')
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / 'iter_1.pth').is_file()

@@ -4,9 +4,12 @@ wrote: any failure in it is theirs to fix, not a traceback).
 A ``.py`` config is code by design; a YAML or JSON config is data and runs
 no code, bases included: YAML is read with PyYAML's safe loader (mmengine's
 own reader would build any ``!!python/...`` object the file names), its
-aliases may not expand without bound, and a data config may not inherit a
+aliases may not expand without bound, a data config may not inherit a
 ``.py`` base, ``custom_imports`` any module but this plugin nor name a
-``type`` that is no registered class (mmengine would import and call it).
+``type`` that is no registered class (mmengine would import and call
+it), and the
+pairs MMSeg's transforms take only as tuples (``scale``, ``crop_size``...)
+are read as tuples, as a ``.py`` config writes them.
 """
 import copy
 import importlib
@@ -15,7 +18,7 @@ from contextlib import contextmanager
 
 import yaml
 from mmengine.config import Config
-from mmengine.fileio.handlers import YamlHandler, file_handlers
+from mmengine.fileio.handlers import JsonHandler, YamlHandler, file_handlers
 from mmengine.hub import get_config
 
 from .errors import ConfigError, PathNotFound
@@ -28,8 +31,20 @@ MAX_YAML_VALUES = 100_000
 #: The only module a data config's ``custom_imports`` may name (with its
 #: submodules): this plugin, which the project's own configs import.
 PLUGIN = 'repvgg_seg'
+#: Keys whose ``[a, b]`` value MMSeg's and mmcv's transforms accept only as
+#: a tuple, which JSON cannot write.
+PAIR_KEYS = frozenset({'scale', 'scales', 'crop_size', 'img_scale',
+                       'ratio_range', 'scale_factor', 'size', 'stride'})
 
 
+class DataLoader(SafeLoader):
+    """PyYAML's safe loader, plus ``!!python/tuple`` (plain data, which
+    mmengine writes when it dumps a config to YAML)."""
+
+
+DataLoader.add_constructor(
+    'tag:yaml.org,2002:python/tuple',
+    lambda loader, node: tuple(loader.construct_sequence(node)))
 
 
 def _expanded_size(node, sizes, open_nodes):
@@ -58,7 +73,7 @@ def _expanded_size(node, sizes, open_nodes):
 def _load_yaml_data(stream):
     """The data of a YAML document, refused in one line if it asks for a
     Python object or expands beyond :data:`MAX_YAML_VALUES` values."""
-    loader = SafeLoader(stream)
+    loader = DataLoader(stream)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -80,11 +95,46 @@ def _load_yaml_data(stream):
         loader.dispose()
 
 
+def _pairs_as_tuples(node):
+    """``node`` with every ``[a, b]`` of numbers (or list of them) under a
+    key of :data:`PAIR_KEYS` made a tuple, in place."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in PAIR_KEYS:
+                node[key] = _as_pairs(value)
+            _pairs_as_tuples(node[key])
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            _pairs_as_tuples(value)
+    return node
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _as_pairs(value):
+    if isinstance(value, list) and len(value) == 2 and \
+            all(map(_is_number, value)):
+        return tuple(value)
+    if isinstance(value, list) and value and all(
+            isinstance(item, list) for item in value):
+        return [_as_pairs(item) for item in value]
+    return value
+
+
 class DataYamlHandler(YamlHandler):
     """mmengine's YAML reader restricted to plain data."""
 
     def load_from_fileobj(self, file, **kwargs):
-        return _load_yaml_data(file)
+        return _pairs_as_tuples(_load_yaml_data(file))
+
+
+class DataJsonHandler(JsonHandler):
+    """mmengine's JSON reader, with the pairs transforms need as tuples."""
+
+    def load_from_fileobj(self, file, **kwargs):
+        return _pairs_as_tuples(super().load_from_fileobj(file, **kwargs))
 
 
 def _is_data_config(path):
@@ -164,7 +214,7 @@ def _data_stays_data():
     handlers above, and no ``.py`` base or foreign ``custom_imports``
     below a data config (checked where mmengine reads each file of the
     ``_base_`` chain, after its ``{{...}}`` substitutions)."""
-    saved = {ext: file_handlers[ext] for ext in ('yaml', 'yml')}
+    saved = {ext: file_handlers[ext] for ext in ('yaml', 'yml', 'json')}
     read_file = Config.__dict__['_file2dict']
     readers = []  # the chain of configs being read, outermost first
 
@@ -187,6 +237,7 @@ def _data_stays_data():
         return (cfg_dict, *rest)
 
     file_handlers.update(dict.fromkeys(('yaml', 'yml'), DataYamlHandler()))
+    file_handlers['json'] = DataJsonHandler()
     Config._file2dict = staticmethod(file2dict)
     try:
         yield
