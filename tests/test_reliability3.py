@@ -3,6 +3,7 @@ configs that ran code or exploded, YAML/JSON copies of a config that
 crashed, writes through symlinks, downloads that hung or were mixed up,
 non-finite weights, images that took all memory, outputs that overwrote
 each other."""
+import fcntl
 import json
 import os
 import random
@@ -21,6 +22,8 @@ from mmengine.registry import init_default_scope
 from repvgg_seg.models import build_model
 from repvgg_seg.utils.config import read_config
 from repvgg_seg.utils.errors import ConfigError
+from repvgg_seg.utils import files
+from repvgg_seg.utils.files import FolderInUse, UnsafeFile, folder_lock
 
 TINY_CONFIG = os.path.join(REPO_ROOT, 'tests', 'configs',
                            'pspnet_repvgg_tiny_citymini.py')
@@ -271,3 +274,109 @@ def test_json_copy_trains(config_copies, data_root, tmp_path):
                       'default_hooks.checkpoint.interval=1')
     assert result.returncode == 0, result.stderr
     assert (tmp_path / 'iter_1.pth').is_file()
+
+
+# 4. No write through a link planted under a name the package can guess ----
+
+def test_lock_symlink_is_refused_and_its_target_kept(data_root, tmp_path):
+    victim = tmp_path / 'thesis.tex'
+    victim.write_text('years of work')
+    work_dir = tmp_path / 'work'
+    work_dir.mkdir()
+    (work_dir / '.lock').symlink_to(victim)
+    result = run_tool(tool('train'), TINY_CONFIG, '--work-dir', work_dir,
+                      *data_options(data_root, 'train', 'val'))
+    assert re.search(r'work/.lock is a symbolic link: refusing to write '
+                     r'through it', one_error_line(result))
+    assert victim.read_text() == 'years of work'
+
+
+def test_lock_hard_link_is_refused(tmp_path):
+    victim = tmp_path / 'notes.txt'
+    victim.write_text('kept')
+    (tmp_path / 'work').mkdir()
+    os.link(victim, tmp_path / 'work' / '.lock')
+    with pytest.raises(UnsafeFile, match='hard link or not a plain file'):
+        with folder_lock(str(tmp_path / 'work'), 'training'):
+            pass
+    assert victim.read_text() == 'kept'
+
+
+def test_lock_file_is_removed_when_the_block_ends(tmp_path):
+    work_dir = tmp_path / 'work'
+    with folder_lock(str(work_dir), 'training'):
+        assert (work_dir / '.lock').read_text() == f'pid {os.getpid()}\n'
+    assert os.listdir(work_dir) == []
+    with pytest.raises(RuntimeError):
+        with folder_lock(str(work_dir), 'training'):
+            raise RuntimeError('training failed')
+    assert os.listdir(work_dir) == []
+
+
+def test_lock_removed_under_a_waiting_process_is_not_shared(tmp_path,
+                                                           monkeypatch):
+    """A process that opened the lock file just before its holder removed
+    it, and another took the new one, must not lock the removed file."""
+    work_dir = tmp_path / 'work'
+    work_dir.mkdir()
+    opened = files._open_own_file
+    held = []
+
+    def open_then_lose_the_race(path):
+        lock = opened(path)
+        if not held:  # the holder ends (removes it), a third run locks anew
+            os.remove(path)
+            held.append(opened(path))
+            fcntl.flock(held[0], fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held[0].write('pid 4242\n')
+            held[0].flush()
+        return lock
+
+    monkeypatch.setattr(files, '_open_own_file', open_then_lose_the_race)
+    with pytest.raises(FolderInUse, match=r'in use by another training '
+                       r'\(pid 4242\)'):
+        with folder_lock(str(work_dir), 'training'):
+            pass
+    held[0].close()
+
+
+def test_training_leaves_no_lock_file(data_root, tmp_path):
+    result = run_tool(tool('train'), TINY_CONFIG, '--work-dir', tmp_path,
+                      *data_options(data_root, 'train', 'val'),
+                      'train_cfg.max_iters=1', 'train_cfg.val_begin=1000')
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / '.lock').exists()
+
+
+def plant_links(folder, victim, names):
+    for name in names:
+        os.symlink(victim, folder / name)
+
+
+def test_fuse_does_not_write_through_guessable_temp_names(tiny_checkpoint,
+                                                         tmp_path):
+    from repvgg_seg.deploy import fuse_checkpoint
+    victim = tmp_path / 'victim'
+    victim.write_text('kept')
+    out = tmp_path / 'fused.pth'
+    plant_links(tmp_path, victim, [  # the names atomic_output used
+        f'.tmp-fused.{os.getpid()}.pth', f'.tmp-fused.{os.getpid()}.py'])
+    fuse_checkpoint(TINY_CONFIG, tiny_checkpoint, str(out))
+    assert victim.read_text() == 'kept'
+    assert torch.load(out, weights_only=True)['state_dict']
+
+
+def test_test_out_staging_folder_link_is_refused(data_root, tiny_checkpoint,
+                                                 tmp_path):
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+
+    def plant():  # in the child: its pid names the staging folder
+        os.symlink(elsewhere, tmp_path / f'.tmp-preds.{os.getpid()}')
+
+    result = run_tool(tool('test'), TINY_CONFIG, tiny_checkpoint, '--out',
+                      tmp_path / 'preds', '--work-dir', tmp_path / 'work',
+                      *data_options(data_root, 'test'), setup=plant)
+    assert 'is a symbolic link or no folder: refusing to write into it' in \
+        one_error_line(result)
+    assert os.listdir(elsewhere) == []
