@@ -8,6 +8,8 @@ import json
 import os
 import random
 import re
+import struct
+import zlib
 
 import cv2
 import numpy as np
@@ -19,11 +21,18 @@ from helpers import REPO_ROOT, citymini_root
 from mmengine.dataset import Compose
 from mmengine.registry import init_default_scope
 
+from repvgg_seg.apis import inference_model, init_segmentor
+from repvgg_seg.classification.predict import classify_images
+from repvgg_seg.datasets import prepare_cityscapes
+from repvgg_seg.datasets.check import check_sample
+from repvgg_seg.datasets.cityscapes_prep import CityscapesPrepError
+from repvgg_seg.deploy import SegPredictor, as_bgr_image
 from repvgg_seg.models import build_model
 from repvgg_seg.utils.config import read_config
-from repvgg_seg.utils.errors import ConfigError
+from repvgg_seg.utils.errors import ConfigError, InvalidArgument
 from repvgg_seg.utils import files
 from repvgg_seg.utils.files import FolderInUse, UnsafeFile, folder_lock
+from repvgg_seg.utils.images import ImageTooLarge
 
 TINY_CONFIG = os.path.join(REPO_ROOT, 'tests', 'configs',
                            'pspnet_repvgg_tiny_citymini.py')
@@ -380,3 +389,80 @@ def test_test_out_staging_folder_link_is_refused(data_root, tiny_checkpoint,
     assert 'is a symbolic link or no folder: refusing to write into it' in \
         one_error_line(result)
     assert os.listdir(elsewhere) == []
+
+
+# 5. Images: a pixel limit read from the header, 16-bit arrays, names -------
+
+def png_declaring(path, width, height):
+    """A PNG of a few bytes whose header declares ``width`` x ``height``
+    grey pixels (no pixel data follows: nothing may try to decode it)."""
+    def chunk(kind, data):
+        return (struct.pack('>I', len(data)) + kind + data
+                + struct.pack('>I', zlib.crc32(kind + data)))
+    path.write_bytes(b'\x89PNG\r\n\x1a\n' + chunk(
+        b'IHDR', struct.pack('>IIBBBBB', width, height, 8, 0, 0, 0, 0))
+        + chunk(b'IEND', b''))
+    return path
+
+
+@pytest.fixture(scope='module')
+def tiny_model(tiny_checkpoint):
+    return init_segmentor(TINY_CONFIG, tiny_checkpoint)
+
+
+LIMIT_MESSAGE = r'is 12000x12000 \(WxH\), 144000000 pixels, more than the ' \
+    r'limit of 67108864: refusing to decode it'
+
+
+def test_huge_declared_image_is_refused_by_the_api(tiny_model, tmp_path):
+    path = png_declaring(tmp_path / 'bomb.png', 12000, 12000)
+    with pytest.raises(ImageTooLarge, match=LIMIT_MESSAGE):
+        inference_model(tiny_model, str(path))
+    with pytest.raises(ImageTooLarge, match=LIMIT_MESSAGE):
+        SegPredictor(tiny_model).predict([path])
+
+
+def test_huge_declared_image_is_refused_by_the_image_demo(tiny_checkpoint,
+                                                         tmp_path):
+    (tmp_path / 'in').mkdir()
+    cv2.imwrite(str(tmp_path / 'in' / 'a.png'), np.zeros((8, 8, 3), np.uint8))
+    png_declaring(tmp_path / 'in' / 'b.png', 12000, 12000)
+    result = run_tool(os.path.join(REPO_ROOT, 'demo', 'image_demo.py'),
+                      tmp_path / 'in', TINY_CONFIG, tiny_checkpoint,
+                      '--out-dir', tmp_path / 'out')
+    assert re.search(LIMIT_MESSAGE, one_error_line(result))
+    assert not (tmp_path / 'out').exists()  # checked before the first image
+
+
+def test_huge_declared_image_is_a_data_set_problem(tmp_path_factory):
+    root = citymini_root(tmp_path_factory, 1, 1, prepare=False)
+    image = next((root / 'leftImg8bit' / 'train').rglob('*.png'))
+    png_declaring(image, 12000, 12000)
+    problems = check_sample((str(image), None, frozenset({0, 255})))
+    assert len(problems) == 1 and re.search(LIMIT_MESSAGE, problems[0])
+    with pytest.raises(CityscapesPrepError, match=LIMIT_MESSAGE):
+        prepare_cityscapes(root, nproc=1)
+
+
+def test_huge_declared_image_is_refused_by_classify(tmp_path):
+    classifier = os.path.join(REPO_ROOT, 'configs', 'imagenet',
+                              'repvgg_a0_tinyimagenet.py')
+    model = init_segmentor(classifier)
+    path = png_declaring(tmp_path / 'bomb.png', 12000, 12000)
+    with pytest.raises(ImageTooLarge, match=LIMIT_MESSAGE):
+        classify_images(model, [str(path)])
+
+
+def test_pixel_limit_is_configurable(monkeypatch, tmp_path):
+    path = tmp_path / 'small.png'
+    cv2.imwrite(str(path), np.zeros((40, 40, 3), np.uint8))
+    assert as_bgr_image(str(path)).shape == (40, 40, 3)
+    monkeypatch.setenv('REPVGG_SEG_MAX_IMAGE_PIXELS', '1000')
+    for image in (str(path), np.zeros((40, 40, 3), np.uint8)):
+        with pytest.raises(ImageTooLarge, match='1600 pixels, more than the '
+                           'limit of 1000.*REPVGG_SEG_MAX_IMAGE_PIXELS'):
+            as_bgr_image(image)
+    assert as_bgr_image(np.zeros((30, 30), np.uint8)).shape == (30, 30, 3)
+    monkeypatch.setenv('REPVGG_SEG_MAX_IMAGE_PIXELS', 'lots')
+    with pytest.raises(InvalidArgument, match='REPVGG_SEG_MAX_IMAGE_PIXELS'):
+        as_bgr_image(str(path))

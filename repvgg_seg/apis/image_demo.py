@@ -9,6 +9,7 @@ import numpy as np
 from ..deploy import SegPredictor, as_bgr_image
 from ..utils.errors import InvalidArgument, PathNotFound
 from ..utils.files import atomic_write, same_file
+from ..utils.images import check_image_file
 from .inference import init_segmentor
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
@@ -80,6 +81,7 @@ def segment_images(source, config, checkpoint, out_dir, device='cpu',
         if same_file(image, output):
             raise InvalidArgument(f'the output {output} would overwrite the '
                                   'input image: choose another --out-dir')
+        check_image_file(image)  # all before the first is segmented
     model = init_segmentor(config, checkpoint, device, fuse=True)
     classes, palette = (model.dataset_meta[k] for k in ('classes', 'palette'))
     predictor = SegPredictor(model, batch_size)
