@@ -466,3 +466,26 @@ def test_pixel_limit_is_configurable(monkeypatch, tmp_path):
     monkeypatch.setenv('REPVGG_SEG_MAX_IMAGE_PIXELS', 'lots')
     with pytest.raises(InvalidArgument, match='REPVGG_SEG_MAX_IMAGE_PIXELS'):
         as_bgr_image(str(path))
+
+
+def test_16_bit_arrays_are_scaled_as_16_bit_files(tiny_model, tmp_path):
+    image = np.random.default_rng(0).integers(0, 65536, (48, 64, 3),
+                                              dtype=np.uint16)
+    path = str(tmp_path / 'deep.png')
+    cv2.imwrite(path, image)
+    from_file = as_bgr_image(path)
+    assert from_file.dtype == np.uint8
+    assert np.array_equal(as_bgr_image(image), from_file)
+    assert np.array_equal(as_bgr_image(image[..., 0]),
+                          np.repeat(from_file[..., :1], 3, axis=2))
+    assert torch.equal(inference_model(tiny_model, image).seg_logits.data,
+                       inference_model(tiny_model, path).seg_logits.data)
+
+
+def test_meta_device_is_refused(tiny_checkpoint):
+    with pytest.raises(InvalidArgument, match="device 'meta' holds no "
+                       'weights'):
+        init_segmentor(TINY_CONFIG, tiny_checkpoint, device='meta')
+    model = init_segmentor(TINY_CONFIG, tiny_checkpoint).to('meta')
+    with pytest.raises(InvalidArgument, match='on the meta device'):
+        inference_model(model, np.zeros((8, 8, 3), np.uint8))
