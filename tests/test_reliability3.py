@@ -489,3 +489,18 @@ def test_meta_device_is_refused(tiny_checkpoint):
     model = init_segmentor(TINY_CONFIG, tiny_checkpoint).to('meta')
     with pytest.raises(InvalidArgument, match='on the meta device'):
         inference_model(model, np.zeros((8, 8, 3), np.uint8))
+
+
+def test_image_demo_writes_one_overlay_per_image_of_a_stem(tiny_checkpoint,
+                                                          tmp_path):
+    (tmp_path / 'in').mkdir()
+    for name in ('a.jpg', 'a.png', 'b.png'):
+        cv2.imwrite(str(tmp_path / 'in' / name),
+                    np.full((8, 8, 3), 100, np.uint8))
+    result = run_tool(os.path.join(REPO_ROOT, 'demo', 'image_demo.py'),
+                      tmp_path / 'in', TINY_CONFIG, tiny_checkpoint,
+                      '--out-dir', tmp_path / 'out')
+    assert result.returncode == 0, result.stderr
+    assert 'wrote 3 overlay(s)' in result.stdout
+    assert sorted(os.listdir(tmp_path / 'out')) == [
+        'a.jpg.png', 'a.png.png', 'b.png']
