@@ -54,11 +54,10 @@ def image_file_size(path):
         except Image.DecompressionBombError as exc:
             raise ImageTooLarge(f'{path}: {exc}; refusing to decode it'
                                 ) from None
-        except (OSError, SyntaxError, ValueError) as exc:
-            if isinstance(exc, FileNotFoundError):
-                raise
-            raise InvalidArgument(f'cannot decode image {path} ({exc})'
-                                  ) from None
+        except FileNotFoundError:
+            raise
+        except (OSError, SyntaxError, ValueError):
+            raise InvalidArgument(f'cannot decode image {path}') from None
 
 
 def check_image_file(path):
