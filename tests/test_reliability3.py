@@ -23,6 +23,7 @@ from mmengine.registry import init_default_scope
 
 from repvgg_seg.apis import inference_model, init_segmentor
 from repvgg_seg.classification.predict import classify_images
+from repvgg_seg.compat import CheckpointError
 from repvgg_seg.datasets import prepare_cityscapes
 from repvgg_seg.datasets.check import check_sample
 from repvgg_seg.datasets.cityscapes_prep import CityscapesPrepError
@@ -504,3 +505,64 @@ def test_image_demo_writes_one_overlay_per_image_of_a_stem(tiny_checkpoint,
     assert 'wrote 3 overlay(s)' in result.stdout
     assert sorted(os.listdir(tmp_path / 'out')) == [
         'a.jpg.png', 'a.png.png', 'b.png']
+
+
+# 6. Weights with NaN or +-inf are refused on every load path ---------------
+
+@pytest.fixture(scope='module', params=[float('inf'), float('-inf')],
+                ids=['inf', '-inf'])
+def infinite_checkpoint(request, tmp_path_factory):
+    """A tiny segmentor with one infinite weight in its auxiliary head,
+    which tools/fuse.py's check (the main head only) never runs."""
+    model = build_model(read_config(TINY_CONFIG))
+    with torch.no_grad():
+        model.auxiliary_head.conv_seg.weight[0, 0] = request.param
+    path = tmp_path_factory.mktemp('inf') / 'inf.pth'
+    torch.save(dict(state_dict=model.state_dict()), path)
+    return path
+
+
+INFINITE_MESSAGE = r'refusing checkpoint .*inf.pth: state_dict.' \
+    r'auxiliary_head.conv_seg.weight has 1 NaN or infinite values'
+
+
+def test_api_refuses_infinite_weights(infinite_checkpoint):
+    with pytest.raises(CheckpointError, match=INFINITE_MESSAGE):
+        init_segmentor(TINY_CONFIG, str(infinite_checkpoint))
+
+
+@pytest.mark.parametrize('name, args', [
+    ('test', ['{config}', '{ckpt}']),
+    ('fuse', ['{config}', '{ckpt}', '{out}/fused.pth']),
+    ('convert_checkpoint', ['{ckpt}', '{out}/converted.pth']),
+    ('extract_backbone', ['{ckpt}', '{out}/backbone.pth']),
+    ('train', ['{config}', '--work-dir', '{out}', '--cfg-options',
+               'load_from={ckpt}']),
+    ('train', ['{pretrained}', '--work-dir', '{out}']),
+], ids=['test', 'fuse', 'convert', 'extract', 'load_from', 'pretrained'])
+def test_tools_refuse_infinite_weights(name, args, infinite_checkpoint,
+                                       data_root, tmp_path):
+    out = tmp_path / 'out'
+    pretrained = tmp_path / 'pretrained.py'  # the backbone's init_cfg
+    pretrained.write_text(
+        f'_base_ = [{TINY_CONFIG!r}]\nmodel = dict(backbone=dict(init_cfg='
+        f'dict(_delete_=True, type="Pretrained", prefix="backbone.", '
+        f'checkpoint={str(infinite_checkpoint)!r})))\n')
+    args = [a.format(config=TINY_CONFIG, ckpt=infinite_checkpoint, out=out,
+                     pretrained=pretrained) for a in args]
+    if name in ('test', 'train'):
+        options = data_options(data_root, 'train', 'val', 'test')
+        args += options[1:] if '--cfg-options' in args else options
+    result = run_tool(tool(name), *args)
+    assert re.search(INFINITE_MESSAGE, one_error_line(result))
+    assert not [p for p in tmp_path.rglob('*.pth')]
+
+
+def test_resume_refuses_infinite_weights(infinite_checkpoint, data_root,
+                                         tmp_path):
+    (tmp_path / 'iter_2.pth').write_bytes(infinite_checkpoint.read_bytes())
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_2.pth'))
+    result = run_tool(tool('train'), TINY_CONFIG, '--work-dir', tmp_path,
+                      '--resume', *data_options(data_root, 'train', 'val'))
+    assert re.search(INFINITE_MESSAGE.replace('inf.pth', 'iter_2.pth'),
+                     one_error_line(result))
