@@ -330,3 +330,10 @@ def test_hash_in_the_file_name_is_checked(served, cache):
     # a date is no hash
     (www / 'good-20221213.pth').write_bytes((www / 'good.pth').read_bytes())
     assert osp.isfile(cached_download(f'{url}/good-20221213.pth'))
+
+
+def test_readme_names_the_cache_path_of_b2():
+    """The offline instructions give the path a download of B2 uses."""
+    readme = open(osp.join(REPO_ROOT, 'README.md')).read()
+    assert cached_path(PRETRAINED_URLS['B2'],
+                       '~/.cache/torch/hub/checkpoints') in readme
