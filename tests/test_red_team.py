@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 from forked import run_forked, run_tool
-from helpers import REPO_ROOT, citymini_root
+from helpers import (REPO_ROOT, citymini_root, data_options, one_error_line,
+                     tool)
 from mmengine.config import Config
 from PIL import Image
 
@@ -32,19 +33,6 @@ from repvgg_seg.utils.text import printable
 TINY_CONFIG = os.path.join(REPO_ROOT, 'tests', 'configs',
                            'pspnet_repvgg_tiny_citymini.py')
 A0_CONFIG = os.path.join(REPO_ROOT, 'configs', 'pspnet_repvgg_a0_citymini.py')
-
-
-def tool(name):
-    return os.path.join(REPO_ROOT, 'tools', f'{name}.py')
-
-
-def one_error_line(result):
-    assert result.returncode == 2, result
-    assert 'Traceback' not in result.stderr, result.stderr
-    errors = [line for line in result.stderr.splitlines()
-              if line.startswith('error: ')]
-    assert len(errors) == 1, result.stderr
-    return errors[0]
 
 
 # 1. A YAML config is data: reading it must not run code --------------------
@@ -192,11 +180,6 @@ def tiny_checkpoint(tmp_path_factory):
     model = build_model(read_config(TINY_CONFIG))
     torch.save(dict(state_dict=model.state_dict()), path)
     return str(path)
-
-
-def data_options(root, *splits):
-    return ['--cfg-options', *(f'{split}_dataloader.dataset.data_root={root}'
-                               for split in splits)]
 
 
 def digests(folder):

@@ -17,7 +17,8 @@ import pytest
 import torch
 import yaml
 from forked import run_tool
-from helpers import REPO_ROOT, citymini_root
+from helpers import (REPO_ROOT, citymini_root, data_options, one_error_line,
+                     tool)
 from mmengine.dataset import Compose
 from mmengine.registry import init_default_scope
 
@@ -39,19 +40,6 @@ TINY_CONFIG = os.path.join(REPO_ROOT, 'tests', 'configs',
                            'pspnet_repvgg_tiny_citymini.py')
 
 
-def tool(name):
-    return os.path.join(REPO_ROOT, 'tools', f'{name}.py')
-
-
-def one_error_line(result):
-    assert result.returncode == 2, result
-    assert 'Traceback' not in result.stderr, result.stderr
-    errors = [line for line in result.stderr.splitlines()
-              if line.startswith('error: ')]
-    assert len(errors) == 1, result.stderr
-    return errors[0]
-
-
 @pytest.fixture(scope='module')
 def data_root(tmp_path_factory):
     return citymini_root(tmp_path_factory, 2, 2)
@@ -64,11 +52,6 @@ def tiny_checkpoint(tmp_path_factory):
     model = build_model(read_config(TINY_CONFIG))
     torch.save(dict(state_dict=model.state_dict()), path)
     return str(path)
-
-
-def data_options(root, *splits):
-    return ['--cfg-options', *(f'{split}_dataloader.dataset.data_root={root}'
-                               for split in splits)]
 
 
 # 1. A YAML or JSON config runs no code: no .py base, no custom_imports -----

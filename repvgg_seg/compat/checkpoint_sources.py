@@ -15,7 +15,6 @@ a clear error instead of falling back to an unsafe load.
 import hashlib
 import http.client
 import io
-import math
 import os
 import os.path as osp
 import re
@@ -34,7 +33,8 @@ from mmengine.runner.checkpoint import (CheckpointLoader, _get_mmengine_home,
                                         get_external_models, get_mmcls_models,
                                         get_torchvision_models)
 
-from ..utils.errors import InvalidArgument, UserError
+from ..utils.cli import positive_setting
+from ..utils.errors import UserError
 from ..utils.files import atomic_file, is_stale_temp_file
 from .checkpoint import (CheckpointError, load_from_local, register_safe_globals,
                          safe_torch_load)
@@ -71,17 +71,7 @@ def cached_path(url, model_dir=None):
 
 def download_timeout():
     """:data:`DOWNLOAD_TIMEOUT`, or ``$REPVGG_SEG_DOWNLOAD_TIMEOUT``."""
-    text = os.environ.get(TIMEOUT_VARIABLE)
-    if text is None:
-        return DOWNLOAD_TIMEOUT
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise InvalidArgument(f'{TIMEOUT_VARIABLE}={text!r}: give a positive '
-                              'number of seconds')
-    return seconds
+    return positive_setting(TIMEOUT_VARIABLE, float, DOWNLOAD_TIMEOUT)
 
 
 def _download(url, path, timeout, progress):

@@ -1,9 +1,9 @@
 """Image sizes read from file headers and checked before anything decodes:
 a PNG of a few KB can declare 12000x12000 pixels, and decoding and
 segmenting it at its size takes over 10 GB."""
-import os
 import warnings
 
+from .cli import positive_setting
 from .errors import InvalidArgument, UserError
 
 #: The most pixels an image may have (8192x8192), unless
@@ -18,17 +18,7 @@ class ImageTooLarge(UserError, ValueError):
 
 def max_image_pixels():
     """:data:`MAX_IMAGE_PIXELS`, or ``$REPVGG_SEG_MAX_IMAGE_PIXELS``."""
-    text = os.environ.get(MAX_PIXELS_VARIABLE)
-    if text is None:
-        return MAX_IMAGE_PIXELS
-    try:
-        limit = int(text)
-    except ValueError:
-        limit = 0
-    if limit < 1:
-        raise InvalidArgument(f'{MAX_PIXELS_VARIABLE}={text!r}: give a '
-                              'positive number of pixels')
-    return limit
+    return positive_setting(MAX_PIXELS_VARIABLE, int, MAX_IMAGE_PIXELS)
 
 
 def check_image_size(width, height, what):
