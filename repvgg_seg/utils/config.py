@@ -211,9 +211,10 @@ def _check_data_types(cfg_dict, path):
 @contextmanager
 def _data_stays_data():
     """Inside the block mmengine reads every YAML/JSON config as data: the
-    handlers above, and no ``.py`` base or foreign ``custom_imports``
-    below a data config (checked where mmengine reads each file of the
-    ``_base_`` chain, after its ``{{...}}`` substitutions)."""
+    handlers above, and no ``.py`` base, foreign ``custom_imports`` or
+    unregistered dotted ``type`` in a data config (checked where mmengine
+    reads each file of the ``_base_`` chain, after its ``{{...}}``
+    substitutions)."""
     saved = {ext: file_handlers[ext] for ext in ('yaml', 'yml', 'json')}
     read_file = Config.__dict__['_file2dict']
     readers = []  # the chain of configs being read, outermost first
