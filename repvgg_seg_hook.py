@@ -8,7 +8,8 @@ interpreter call :func:`install` at start-up. That only adds a meta-path
 finder (stdlib only, nothing imported): when ``mmcv.ops`` is imported and
 mmcv has no compiled extension, the finder provides a stand-in ``mmcv.ops``
 whose pure-PyTorch submodules (``point_sample``) load from mmcv's real files
-and whose compiled ops are placeholders raising a clear error when used.
+and whose compiled ops that mmseg imports are placeholders raising a clear
+error when used.
 With full mmcv the finder steps aside. A top-level module, not part of the
 ``repvgg_seg`` package, so that start-up imports neither torch nor mmseg.
 """
@@ -22,6 +23,11 @@ import warnings
 
 #: Pure-PyTorch submodules of ``mmcv.ops`` that mmseg imports names from.
 PURE_SUBMODULES = ('point_sample', )
+#: The compiled ops mmseg 1.2.2 imports from ``mmcv.ops`` (placeholders);
+#: any other name is an ``ImportError``, as with real mmcv.
+MMSEG_COMPILED_OPS = ('CrissCrossAttention', 'DeformConv2d',
+                      'ModulatedDeformConv2d', 'PSAMask',
+                      'sigmoid_focal_loss')
 #: Set on the stand-in module, so callers can tell it from the real one.
 SHIM_FLAG = '__repvgg_seg_shim__'
 
@@ -53,8 +59,9 @@ class LiteOpsLoader(importlib.abc.Loader):
         setattr(module, SHIM_FLAG, True)
 
         def __getattr__(name):
-            if name.startswith('_'):
-                raise AttributeError(name)
+            if name not in MMSEG_COMPILED_OPS:
+                raise AttributeError(f"module 'mmcv.ops' has no attribute "
+                                     f'{name!r}')
             value = _placeholder(name)
             setattr(module, name, value)
             return value

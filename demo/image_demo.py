@@ -2,7 +2,8 @@
 
 python demo/image_demo.py IMAGE_OR_FOLDER CONFIG CHECKPOINT --out-dir DIR
 
-Writes DIR/<name>.png: the image with the predicted class colours blended
+Writes DIR/<stem>.png (DIR/<name>.png, e.g. a.jpg.png, for images that share
+a stem): the image with the predicted class colours blended
 in (Cityscapes palette), with --legend a panel naming the classes shown.
 A training checkpoint is fused on load; a fused one works with its deploy
 or its training config.

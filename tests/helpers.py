@@ -247,3 +247,25 @@ def config_with_hook(directory, config, name='with_hook.py'):
         "                dict(type='ChannelsLastHook', amp_only=False,\n"
         "                     on_cpu=True)]\n")
     return path
+
+
+def tool(name):
+    """The path of ``tools/NAME.py``."""
+    return osp.join(REPO_ROOT, 'tools', f'{name}.py')
+
+
+def one_error_line(result):
+    """The one ``error: ...`` line of a tool that refused its input (exit
+    2, no traceback)."""
+    assert result.returncode == 2, result
+    assert 'Traceback' not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines()
+              if line.startswith('error: ')]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+def data_options(root, *splits):
+    """``--cfg-options`` pointing the data sets of ``splits`` at ``root``."""
+    return ['--cfg-options', *(f'{split}_dataloader.dataset.data_root={root}'
+                               for split in splits)]

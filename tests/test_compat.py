@@ -47,6 +47,36 @@ def test_compiled_op_placeholder_raises_a_helpful_error():
         mmcv.ops.DeformConv2d(4, 4, 3)
 
 
+MMSEG_OPS_IMPORTS = [  # every "from mmcv.ops import" of mmseg 1.2.2
+    'CrissCrossAttention', 'DeformConv2d', 'ModulatedDeformConv2d', 'PSAMask',
+    'point_sample', 'sigmoid_focal_loss']
+
+
+@needs_lite
+def test_stand_in_has_only_the_names_mmseg_imports():
+    """As with real mmcv, any other name is an ImportError (no longer a
+    placeholder); mmseg's own imports keep working."""
+    script = ('import repvgg_seg, mmseg.models, mmseg.engine\n'
+              f'from mmcv.ops import {", ".join(MMSEG_OPS_IMPORTS)}\n'
+              'import mmcv.ops\n'
+              'for name in ("AnyNameAtAll", "nms", "roi_align"):\n'
+              '    try:\n'
+              '        exec(f"from mmcv.ops import {name}")\n'
+              '    except ImportError as exc:\n'
+              '        print(type(exc).__name__, exc)\n'
+              'print(hasattr(mmcv.ops, "nms"))\n')
+    result = subprocess.run([sys.executable, '-c', script],
+                            capture_output=True, text=True, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()[-4:]
+    assert lines[0].startswith("ImportError cannot import name "
+                               "'AnyNameAtAll' from 'mmcv.ops'"), lines
+    # names of compiled-op files: their file needs mmcv._ext, as on lite
+    assert lines[1:3] == ["ModuleNotFoundError No module named 'mmcv._ext'"
+                          ] * 2, lines
+    assert lines[-1] == 'False'
+
+
 def test_pure_pytorch_ops_work_on_any_mmcv():
     from mmcv.ops import point_sample
     out = point_sample(torch.rand(1, 2, 4, 4), torch.rand(1, 3, 2))

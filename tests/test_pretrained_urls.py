@@ -3,22 +3,32 @@ downloads are cached the MMSeg way (torch hub's checkpoints folder), a
 failed download stops tools/train.py with one line, and every checkpoint
 source mmengine knows (URLs, model-zoo names, storage backends) goes through
 the weights-only loader: a malicious file served from 127.0.0.1 never runs."""
+import contextlib
 import glob
+import hashlib
+import http.server
 import json
+import os
 import os.path as osp
+import re
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader, load_checkpoint
 
+from forked import run_forked
 from helpers import REPO_ROOT, RunsShellCommand, build, serve_directory
 from repvgg_seg.apis import check_checkpoint
 from repvgg_seg.compat import (CheckpointError, DownloadError,
-                               checkpoint_cache_dir)
+                               cached_download, checkpoint_cache_dir)
 from repvgg_seg.compat import checkpoint_sources
+from repvgg_seg.compat.checkpoint_sources import cached_path
 from repvgg_seg.models.pretrained_urls import (MMPRETRAIN_REPVGG,
                                                PRETRAINED_URLS,
                                                fetch_pretrained,
@@ -80,7 +90,7 @@ def test_url_checkpoint_loads_once_and_is_cached(served, cache):
         assert all(torch.equal(loaded['state_dict'][k], v)
                    for k, v in state.items())
     assert requested == ['/good.pth']  # the second load used the cache
-    assert (cache / 'good.pth').is_file()
+    assert osp.isfile(cached_path(f'{url}/good.pth'))
     assert checkpoint_cache_dir() == str(cache)
 
 
@@ -126,7 +136,7 @@ def test_malicious_checkpoint_is_refused_from_every_source(
                            r'checkpoint .*evil\.pth.*nothing was executed'):
             CheckpointLoader.load_checkpoint(source)
         assert not marker.exists(), source
-    assert not (cache / 'evil.pth').exists()  # refused files leave the cache
+    assert not list(cache.rglob('evil.pth'))  # refused files leave the cache
     # proves the served file really runs its command when unpickled unsafely
     torch.load(tmp_path / 'www' / 'evil.pth', weights_only=False)
     assert marker.exists()
@@ -168,7 +178,8 @@ def test_failed_download_names_url_cache_and_where_to_put_the_file(cache):
     with pytest.raises(DownloadError) as info:
         fetch_pretrained(cfg)
     message = str(info.value)
-    assert url in message and str(cache / 'repvgg-A0.pth') in message
+    assert url in message and cached_path(url) in message
+    assert cached_path(url).startswith(str(cache))
     assert '--cfg-options model.backbone.init_cfg.checkpoint=PATH' in message
     assert not cache.exists() or not any(cache.iterdir())  # nothing half-written
 
@@ -185,6 +196,144 @@ def test_train_tool_stops_before_the_runner_when_offline(tmp_path, cache):
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith('error: model.backbone.init_cfg.checkpoint: '
                                 f'cannot download {url}')
-    assert f'put it at {cache / "repvgg-A0.pth"}' in lines[-1]
+    assert f'put it at {cached_path(url)}' in lines[-1]
     assert 'Traceback' not in result.stderr and 'Config:' not in result.stdout
     assert not work_dir.exists()  # the Runner never started
+
+
+# Downloads: timeouts, no leftovers, the cache keyed by URL, the name's hash
+
+@contextlib.contextmanager
+def stalling_server(first_bytes=b'', then=None):
+    """An HTTP server on 127.0.0.1 whose first answer is ``first_bytes``
+    and then silence (until the test ends); later requests get the file
+    ``then`` when given. Yields the URL of ``/repvgg-A0.pth``."""
+    silence = threading.Event()
+    requests = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            requests.append(self.path)
+            if len(requests) == 1 or then is None:
+                self.wfile.write(first_bytes)
+                self.wfile.flush()
+                silence.wait(60)
+                return
+            body = then.read_bytes()
+            self.send_response(200)
+            self.send_header('Content-Length', str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f'http://127.0.0.1:{server.server_address[1]}/repvgg-A0.pth'
+    finally:
+        silence.set()
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+PARTIAL_BODY = (b'HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n'
+                + b'x' * 5000)
+
+
+def leftovers(cache):
+    return [p.name for p in cache.rglob('*') if p.is_file()]
+
+
+@pytest.mark.parametrize('first_bytes', [b'', PARTIAL_BODY],
+                         ids=['silent', 'stalls-mid-file'])
+def test_stalled_download_times_out(first_bytes, cache, monkeypatch):
+    monkeypatch.setenv('REPVGG_SEG_DOWNLOAD_TIMEOUT', '0.5')
+    with stalling_server(first_bytes) as url:
+        result = run_forked(lambda: cached_download(url), timeout=60)
+    assert result.returncode == 1
+    assert re.search(r'DownloadError: cannot download .*repvgg-A0.pth \(no '
+                     r'data for 0.5 s; to wait longer set '
+                     r'REPVGG_SEG_DOWNLOAD_TIMEOUT=SECONDS\)', result.stderr)
+    assert leftovers(cache) == []
+
+
+@pytest.mark.parametrize('value', ['0', '-1', 'abc', 'nan', 'inf'])
+def test_download_timeout_must_be_positive(value, monkeypatch):
+    monkeypatch.setenv('REPVGG_SEG_DOWNLOAD_TIMEOUT', value)
+    with pytest.raises(InvalidArgument, match='REPVGG_SEG_DOWNLOAD_TIMEOUT'):
+        cached_download('http://127.0.0.1:9/x.pth')
+
+
+def test_interrupted_download_leaves_nothing(cache, monkeypatch):
+    class CtrlCAfterFirstChunk(torch.hub.tqdm):
+        def update(self, n=1):
+            raise KeyboardInterrupt
+    monkeypatch.setattr(torch.hub, 'tqdm', CtrlCAfterFirstChunk)
+    with stalling_server(PARTIAL_BODY) as url:
+        with pytest.raises(KeyboardInterrupt):
+            cached_download(url, timeout=30)
+    assert leftovers(cache) == []
+
+
+def test_killed_download_is_cleaned_up_by_the_next(served, tmp_path, cache):
+    """SIGKILL leaves the temporary file; the next download of the URL
+    removes it."""
+    with stalling_server(PARTIAL_BODY, then=tmp_path / 'www' /
+                         'good.pth') as url:
+        pid = os.fork()
+        if pid == 0:  # a download, killed once its file is there
+            try:
+                cached_download(url, timeout=60)
+            finally:
+                os._exit(0)
+        deadline = time.monotonic() + 60
+        while not leftovers(cache) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        assert len(leftovers(cache)) == 1  # what the killed download left
+        path = cached_download(url)
+    assert leftovers(cache) == ['repvgg-A0.pth'] and path == cached_path(url)
+    assert torch.load(path)['meta'] == {'epoch': 3}
+
+
+def test_same_file_name_at_two_urls_are_two_files(tmp_path):
+    root = tmp_path / 'www'
+    for version in ('v1', 'v2'):
+        (root / version).mkdir(parents=True)
+        torch.save({'version': version}, root / version / 'model.pth')
+    with serve_directory(root) as (url, _):
+        for version in ('v1', 'v2'):
+            path = cached_download(f'{url}/{version}/model.pth')
+            assert torch.load(path)['version'] == version
+
+
+def test_hash_in_the_file_name_is_checked(served, cache):
+    url, _, _, _ = served
+    www = cache.parent.parent.parent / 'www'
+    digest = hashlib.sha256((www / 'good.pth').read_bytes()).hexdigest()
+    (www / f'good-{digest[:8]}.pth').write_bytes(
+        (www / 'good.pth').read_bytes())
+    wrong = 'abcdef12' if not digest.startswith('abcdef12') else 'abcdef13'
+    (www / f'good-{wrong}.pth').write_bytes((www / 'good.pth').read_bytes())
+    with pytest.raises(DownloadError, match=rf'has SHA-256 {digest[:8]}\.\.\.'
+                       rf', not {wrong}\.\.\. as its name says.*not kept'):
+        cached_download(f'{url}/good-{wrong}.pth')
+    assert leftovers(cache) == []
+    loaded = CheckpointLoader.load_checkpoint(f'{url}/good-{digest[:8]}.pth')
+    assert loaded['meta'] == {'epoch': 3}
+    # a date is no hash
+    (www / 'good-20221213.pth').write_bytes((www / 'good.pth').read_bytes())
+    assert osp.isfile(cached_download(f'{url}/good-20221213.pth'))
+
+
+def test_readme_names_the_cache_path_of_b2():
+    """The offline instructions give the path a download of B2 uses."""
+    readme = open(osp.join(REPO_ROOT, 'README.md')).read()
+    assert cached_path(PRETRAINED_URLS['B2'],
+                       '~/.cache/torch/hub/checkpoints') in readme

@@ -13,6 +13,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ..deploy.fast_path import optimize_for_inference
 from ..deploy.fuse import fuse_model
 from ..models.ops import logits_to_labels
+from ..utils.images import check_image_file
 from .candidates import has_norms, has_training_form, tensor_forward
 from .complexity import count_complexity
 from .timing import (cast_context, peak_memory, strict_fp32, summarize,
@@ -105,6 +106,8 @@ def load_agreement_images(pattern, shape):
     if not paths:
         gen = np.random.default_rng(0)
         return [gen.integers(0, 256, (*shape, 3), dtype=np.uint8)], 'random'
+    for path in paths:
+        check_image_file(path)
     images = [cv2.resize(cv2.imread(p), shape[::-1],
                          interpolation=cv2.INTER_LINEAR) for p in paths]
     return images, f'{len(paths)} images of {pattern}'

@@ -2,6 +2,7 @@
 shared inference path (:class:`~..deploy.SegPredictor`)."""
 import os
 import os.path as osp
+from collections import Counter
 
 import cv2
 import numpy as np
@@ -9,6 +10,7 @@ import numpy as np
 from ..deploy import SegPredictor, as_bgr_image
 from ..utils.errors import InvalidArgument, PathNotFound
 from ..utils.files import atomic_write, same_file
+from ..utils.images import check_image_file
 from .inference import init_segmentor
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
@@ -29,6 +31,22 @@ def list_images(source):
         raise PathNotFound(f'folder {source} holds no images '
                            f'({", ".join(IMAGE_EXTENSIONS)})')
     return images
+
+
+def output_names(images):
+    """The overlay name of each image: ``<stem>.png``, or ``<name>.png``
+    (``a.jpg.png``, ``a.png.png``) for images that share their stem, so
+    that no overlay replaces another."""
+    names = [osp.basename(path) for path in images]
+    stems = Counter(osp.splitext(name)[0] for name in names)
+    outputs = [f'{osp.splitext(name)[0]}.png' if stems[osp.splitext(name)[0]]
+               == 1 else f'{name}.png' for name in names]
+    clash = next((name for name, count in Counter(outputs).items()
+                  if count > 1), None)
+    if clash:
+        raise InvalidArgument(f'two images would both be written as {clash}: '
+                              'rename one of them')
+    return outputs
 
 
 def overlay(image, labels, palette, opacity):
@@ -69,17 +87,18 @@ def add_legend(image, labels, classes, palette):
 
 def segment_images(source, config, checkpoint, out_dir, device='cpu',
                    opacity=0.5, legend=False, batch_size=1):
-    """Write ``out_dir/<name>.png`` (overlay, optionally with a class-colour
-    legend) for an image or each image of a folder; return the paths."""
+    """Write ``out_dir/<stem>.png`` (overlay, optionally with a class-colour
+    legend; see :func:`output_names`) for an image or each image of a
+    folder; return the paths."""
     if not 0 <= opacity <= 1:
         raise InvalidArgument(f'--opacity must be in [0, 1], got {opacity}')
     images = list_images(source)
-    outputs = [osp.join(out_dir, osp.splitext(osp.basename(p))[0] + '.png')
-               for p in images]
+    outputs = [osp.join(out_dir, name) for name in output_names(images)]
     for image, output in zip(images, outputs):
         if same_file(image, output):
             raise InvalidArgument(f'the output {output} would overwrite the '
                                   'input image: choose another --out-dir')
+        check_image_file(image)  # all before the first is segmented
     model = init_segmentor(config, checkpoint, device, fuse=True)
     classes, palette = (model.dataset_meta[k] for k in ('classes', 'palette'))
     predictor = SegPredictor(model, batch_size)

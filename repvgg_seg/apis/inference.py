@@ -28,6 +28,9 @@ def init_model(config, checkpoint=None, device='cpu', fuse=False,
     except (RuntimeError, TypeError):
         raise InvalidArgument(f'unknown device {device!r}: use cpu, cuda or '
                               'cuda:N') from None
+    if torch.device(device).type == 'meta':
+        raise InvalidArgument("device 'meta' holds no weights (a model "
+                              'there cannot compute): use cpu or cuda')
     if str(device).startswith('cuda') and not torch.cuda.is_available():
         raise InvalidArgument(f'device {device} requested but CUDA is not '
                               'available: use device="cpu"')

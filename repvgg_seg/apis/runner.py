@@ -29,7 +29,7 @@ from ..models.pretrained_urls import fetch_pretrained
 from ..compat import find_latest_complete_checkpoint
 from ..utils.config import read_config
 from ..utils.errors import ConfigError, InvalidArgument, UserError
-from ..utils.files import TMP_PREFIX, folder_lock
+from ..utils.files import TMP_PREFIX, folder_lock, own_folder
 
 #: mmseg evaluators that save predicted label maps under ``output_dir``.
 SEG_EVALUATORS_WITH_OUTPUT = ('IoUMetric', 'CityscapesMetric')
@@ -391,6 +391,7 @@ def _staged_output_dir(cfg, out):
     run (disk full, Ctrl-C) leaves no empty or partial PNG under ``out``."""
     parent, name = osp.split(osp.abspath(out))
     staging = osp.join(parent, f'{TMP_PREFIX}{name}.{_run_id(cfg.launcher)}')
+    own_folder(staging)
     cfg.test_evaluator['output_dir'] = staging
     try:
         yield

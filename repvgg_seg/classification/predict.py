@@ -10,6 +10,7 @@ from mmengine.dataset import Compose, pseudo_collate
 from mmengine.fileio import list_from_file
 
 from ..utils.errors import InvalidArgument, PathNotFound
+from ..utils.images import check_image_file
 
 
 def class_names(model, classes_file=None):
@@ -45,6 +46,7 @@ def top_classes(model, image_paths, topk=5):
     for path in image_paths:
         if not osp.isfile(path):
             raise PathNotFound(f'image {path} does not exist')
+        check_image_file(path)
         sample = model.test_step(pseudo_collate([pipeline(
             dict(img_path=path))]))[0]
         scores, labels = sample.pred_score.topk(

@@ -81,9 +81,46 @@ def register_safe_globals():
     return True
 
 
+def _non_finite_tensor(node, key=''):
+    """``(key, count)`` of the first tensor in ``node`` (a checkpoint:
+    nested dicts, lists, tuples) holding NaN or infinite values, or None."""
+    if isinstance(node, torch.Tensor):
+        if node.is_floating_point() or node.is_complex():
+            bad = int((~torch.isfinite(node)).sum())
+            if bad:
+                return key, bad
+        return None
+    if isinstance(node, dict):
+        items = node.items()
+    elif isinstance(node, (list, tuple)):
+        items = enumerate(node)
+    else:
+        return None
+    for name, value in items:
+        found = _non_finite_tensor(value, f'{key}.{name}' if key else
+                                   str(name))
+        if found:
+            return found
+    return None
+
+
 def safe_torch_load(source, name, map_location='cpu'):
     """``torch.load(source, weights_only=True)`` (a path or a file object
-    read from ``name``), refusals and broken files as one-line errors."""
+    read from ``name``), refusals and broken files as one-line errors; a
+    tensor with NaN or infinite values is refused (such weights give
+    all-zero labels without an error, or pass checks that do not run
+    them, as an auxiliary head)."""
+    checkpoint = _weights_only_load(source, name, map_location)
+    found = _non_finite_tensor(checkpoint)
+    if found:
+        raise CheckpointError(
+            f'refusing checkpoint {name}: {found[0]} has {found[1]} NaN or '
+            'infinite values (a diverged training, or a corrupt file); use '
+            'an earlier checkpoint, or retrain with a lower learning rate')
+    return checkpoint
+
+
+def _weights_only_load(source, name, map_location):
     try:
         return torch.load(source, map_location=map_location,
                           weights_only=True)

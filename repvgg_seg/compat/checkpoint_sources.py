@@ -5,17 +5,22 @@ mmengine's :class:`CheckpointLoader` picks a loader by prefix: local paths,
 with ``weights_only=False``), ``torchvision://``/``modelzoo://``,
 ``open-mmlab://``/``openmmlab://``, ``mmcls://``, ``s3://``/``petrel://``
 and ``pavi://``. Each is replaced here by a loader that resolves the name
-the way mmengine does, downloads into the same cache (torch hub's
-``<hub dir>/checkpoints``, so files mmengine cached are reused) and always
-ends in :func:`~.checkpoint.safe_torch_load`. A prefix we cannot serve
+the way mmengine does, downloads into torch hub's ``<hub dir>/checkpoints``
+(in a folder per URL, with timeouts, checking the SHA-256 prefix MMSeg's
+file names carry) and always ends in
+:func:`~.checkpoint.safe_torch_load`. A prefix we cannot serve
 safely (``pavi://``, or one registered by another library) is refused with
 a clear error instead of falling back to an unsafe load.
 """
+import hashlib
+import http.client
 import io
 import os
 import os.path as osp
+import re
 from urllib.error import URLError
 from urllib.parse import urlparse
+from urllib.request import Request, urlopen
 
 import torch
 import torch.hub
@@ -28,12 +33,21 @@ from mmengine.runner.checkpoint import (CheckpointLoader, _get_mmengine_home,
                                         get_external_models, get_mmcls_models,
                                         get_torchvision_models)
 
+from ..utils.cli import positive_setting
 from ..utils.errors import UserError
+from ..utils.files import atomic_file, is_stale_temp_file
 from .checkpoint import (CheckpointError, load_from_local, register_safe_globals,
                          safe_torch_load)
 
 HTTP_PREFIXES = ('http://', 'https://')
 STORAGE_PREFIXES = (r'(\S+\:)?s3://', r'(\S+\:)?petrel://')
+#: Seconds a download waits to connect, and then for each piece of data.
+DOWNLOAD_TIMEOUT = 60
+TIMEOUT_VARIABLE = 'REPVGG_SEG_DOWNLOAD_TIMEOUT'
+#: MMSeg's (and torch hub's) file names end in ``-<sha256 prefix>.pth``;
+#: at least one letter, so a date (``-20221213.pth``) is not taken for one.
+HASH_IN_NAME = re.compile(r'-((?=[0-9]*[a-f])[0-9a-f]{8,64})\.[^.]+$')
+READ_CHUNK = 1 << 20
 
 
 class DownloadError(UserError, OSError):
@@ -48,25 +62,72 @@ def checkpoint_cache_dir():
 
 
 def cached_path(url, model_dir=None):
-    """The cache file of ``url``: its file name in the cache folder."""
-    return osp.join(model_dir or checkpoint_cache_dir(),
+    """The cache file of ``url``: its file name, in a folder named by a
+    hash of the whole URL, so two URLs of one file name never share it."""
+    key = hashlib.sha256(url.encode()).hexdigest()[:16]
+    return osp.join(model_dir or checkpoint_cache_dir(), key,
                     osp.basename(urlparse(url).path))
 
 
-def cached_download(url, model_dir=None, progress=None):
+def download_timeout():
+    """:data:`DOWNLOAD_TIMEOUT`, or ``$REPVGG_SEG_DOWNLOAD_TIMEOUT``."""
+    return positive_setting(TIMEOUT_VARIABLE, float, DOWNLOAD_TIMEOUT)
+
+
+def _download(url, path, timeout, progress):
+    """``url`` into ``path`` through a temporary file (removed on any
+    failure, Ctrl-C included); a SHA-256 prefix in the file name must
+    match the data."""
+    expected = HASH_IN_NAME.search(osp.basename(path))
+    digest = hashlib.sha256()
+    request = Request(url, headers={'User-Agent': 'repvgg-seg'})
+    with urlopen(request, timeout=timeout) as response, \
+            atomic_file(path) as out, torch.hub.tqdm(
+                total=response.length, disable=not progress, unit='B',
+                unit_scale=True, unit_divisor=1024) as bar:
+        while chunk := response.read1(READ_CHUNK):
+            out.write(chunk)
+            digest.update(chunk)
+            bar.update(len(chunk))
+        if expected and not digest.hexdigest().startswith(expected.group(1)):
+            raise DownloadError(
+                f'the file downloaded from {url} has SHA-256 '
+                f'{digest.hexdigest()[:len(expected.group(1))]}..., not '
+                f'{expected.group(1)}... as its name says: it is corrupt or '
+                'not the published file, so it was not kept')
+
+
+def _remove_killed_downloads(folder):
+    """The temporary files of downloads of this URL whose process was
+    killed (SIGKILL: nothing could remove them then)."""
+    if osp.isdir(folder):
+        for name in os.listdir(folder):
+            if is_stale_temp_file(name):
+                os.remove(osp.join(folder, name))
+
+
+def cached_download(url, model_dir=None, progress=None, timeout=None):
     """Path of ``url``'s file in the cache, downloading it once (into a
     temporary file renamed on success, so a failed download leaves
-    nothing). Raises :class:`DownloadError` naming the URL, the cache
-    folder and where to put a file downloaded elsewhere."""
+    nothing). ``timeout``: seconds to wait to connect and for each piece
+    of data (default :func:`download_timeout`). Raises
+    :class:`DownloadError` naming the URL, the cache folder and where to
+    put a file downloaded elsewhere."""
     path = cached_path(url, model_dir)
     if osp.isfile(path):
         return path
+    timeout = download_timeout() if timeout is None else timeout
+    _remove_killed_downloads(osp.dirname(path))
     try:
-        os.makedirs(osp.dirname(path), exist_ok=True)
-        torch.hub.download_url_to_file(
-            url, path, progress=os.isatty(2) if progress is None else progress)
-    except (URLError, OSError, ValueError) as exc:
+        _download(url, path, timeout,
+                  os.isatty(2) if progress is None else progress)
+    except (URLError, OSError, ValueError, http.client.HTTPException) as exc:
+        if isinstance(exc, UserError):
+            raise
         reason = getattr(exc, 'reason', None) or exc
+        if isinstance(reason, TimeoutError):
+            reason = (f'no data for {timeout:g} s; to wait longer set '
+                      f'{TIMEOUT_VARIABLE}=SECONDS')
         raise DownloadError(
             f'cannot download {url} ({reason}). Downloaded checkpoints are '
             f'cached in {osp.dirname(path)}: offline, download the file '

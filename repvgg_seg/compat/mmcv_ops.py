@@ -10,8 +10,10 @@ The stand-in ``mmcv.ops`` comes from the meta-path finder of the top-level
 :mod:`repvgg_seg_hook` (installed at interpreter start by the package's
 ``.pth`` file, so mmseg imports in any order; installed here again for runs
 from a source tree): pure-PyTorch submodules (``point_sample``) load from the
-real files, every compiled op is a placeholder that raises
-:class:`CompiledOpUnavailable` when used. With full mmcv nothing is touched.
+real files, each compiled op mmseg imports (``MMSEG_COMPILED_OPS``) is a
+placeholder that raises :class:`CompiledOpUnavailable` when used, and any
+other name is an ``ImportError``, as with real mmcv. With full mmcv nothing
+is touched.
 """
 import importlib
 import sys

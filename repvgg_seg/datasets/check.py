@@ -24,6 +24,7 @@ from PIL import Image
 
 from mmseg.registry import DATASETS, HOOKS
 from ..utils.errors import InvalidArgument, UserError
+from ..utils.images import ImageTooLarge, check_image_size
 
 #: The bytes a whole file of each format ends with (PNG: the IEND chunk
 #: with its CRC; JPEG: the end-of-image marker).
@@ -113,13 +114,14 @@ def _image_size(path, problems):
     try:
         with Image.open(path) as image:
             size, image_format = image.size, image.format
+            check_image_size(*size, 'the image')
             if not _is_whole(path, image_format):
                 problems.append(f'{path}: truncated image (no '
                                 f'{image_format} end marker)')
                 return None
             if image_format == 'PNG':
                 image.verify()  # every chunk's CRC: a corrupt body fails
-    except Image.DecompressionBombError as exc:
+    except (Image.DecompressionBombError, ImageTooLarge) as exc:
         problems.append(f'{path}: not a camera image ({exc})')
         return None
     except (OSError, SyntaxError, ValueError) as exc:
@@ -134,9 +136,10 @@ def _label_problems(path, image_size, rules):
         return [missing]
     try:
         with Image.open(path) as label:
+            check_image_size(*label.size, 'the label map')
             label.load()
             mode, size, values = label.mode, label.size, np.asarray(label)
-    except Image.DecompressionBombError as exc:
+    except (Image.DecompressionBombError, ImageTooLarge) as exc:
         return [f'{path}: not a label map of a camera image ({exc})']
     except (OSError, SyntaxError, ValueError) as exc:
         return [f'{path}: unreadable label map ({exc})']

@@ -19,6 +19,7 @@ from mmengine.utils import scandir, track_parallel_progress, track_progress
 from PIL import Image
 from ..utils.errors import UserError
 from ..utils.files import atomic_write
+from ..utils.images import ImageTooLarge, check_image_size
 from .check import dangling_links
 
 SPLITS = ('train', 'val', 'test')
@@ -138,8 +139,9 @@ def _check_image(image_path, annotation, json_path):
     try:
         with Image.open(image_path) as image:
             size = image.size
+            check_image_size(*size, 'the image')
             image.verify()  # checks the PNG chunk checksums without decoding
-    except Image.DecompressionBombError as err:
+    except (Image.DecompressionBombError, ImageTooLarge) as err:
         raise CityscapesPrepError(f'{image_path}: {err}; not a camera frame, '
                                   'refusing to decode it') from None
     except (OSError, SyntaxError, ValueError) as err:

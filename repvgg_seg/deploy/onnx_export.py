@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from ..models.checkpoints import backbone_arch
 from ..utils.config import test_pipeline_of
 from ..utils.files import atomic_write
+from ..utils.images import check_image_file
 from .fuse import DeployError, fuse_model
 from ..models.ops import MatMulAdaptiveAvgPool2d
 
@@ -244,6 +245,7 @@ def read_images(paths, shape):
     """BGR images resized to ``shape`` (H, W), as the graph takes them."""
     images = []
     for path in paths:
+        check_image_file(path)
         image = cv2.imread(path, cv2.IMREAD_COLOR)
         if image is None:
             raise ExportError(f'cannot read check image {path}')

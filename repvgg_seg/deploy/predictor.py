@@ -11,14 +11,19 @@ from mmengine.dataset import Compose
 from ..utils.config import test_pipeline_of
 from .fast_path import optimize_for_inference
 from ..utils.errors import InvalidArgument
+from ..utils.images import check_image_file, check_image_size
 
 
 def as_bgr_image(image):
     """An ``HxWx3`` BGR array from an image path or array, as MMSeg takes
-    it. Grey (``HxW``, ``HxWx1``) and BGRA (``HxWx4``) arrays are converted;
-    anything else is refused with a ``ValueError``."""
+    it. Grey (``HxW``, ``HxWx1``) and BGRA (``HxWx4``) arrays are converted,
+    16-bit ones scaled to 8 bits as OpenCV reads a 16-bit PNG file (its
+    high byte); anything else, or more pixels than the limit
+    (:func:`~..utils.images.max_image_pixels`), is refused with a
+    ``ValueError``."""
     if isinstance(image, (str, Path)):
-        array = mmcv.imread(str(image))  # FileNotFoundError when missing
+        check_image_file(str(image))  # FileNotFoundError when missing
+        array = mmcv.imread(str(image))
         if array is None:
             raise InvalidArgument(f'cannot decode image {image}')
         return array
@@ -39,6 +44,9 @@ def as_bgr_image(image):
             or image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
         raise InvalidArgument(f'expected an HxW, HxWx1, HxWx3 or HxWx4 image, '
                          f'got shape {image.shape}')
+    check_image_size(image.shape[1], image.shape[0], 'the image array')
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
     if image.ndim == 2:
         image = image[..., None]
     if image.shape[2] == 1:
@@ -78,6 +86,9 @@ class SegPredictor:
         if batch_size < 1:
             raise InvalidArgument(f'batch_size must be >= 1, got {batch_size}')
         self.device = next(model.parameters()).device
+        if self.device.type == 'meta':
+            raise InvalidArgument('the model is on the meta device, which '
+                                  'holds no weights: load it on cpu or cuda')
         if fp16 and self.device.type != 'cuda':
             raise InvalidArgument('fp16 needs the model on a CUDA device, it is '
                              f'on {self.device}')

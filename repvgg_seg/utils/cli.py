@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 
-from .errors import ConfigError, UserError
+from .errors import ConfigError, InvalidArgument, UserError
 from .text import printable
 
 USER_ERROR_EXIT = 2
@@ -104,6 +104,19 @@ def positive(kind, high=None):
     if kind is int:
         return bounded(int, 1, high, 'a positive integer')
     return bounded(float, math.ulp(0.0), high, 'a positive number')
+
+
+def positive_setting(variable, kind, default):
+    """The environment variable ``variable`` as a positive ``kind`` (a
+    limit a user may raise), ``default`` when it is unset; a bad value is
+    refused in one line naming the variable."""
+    text = os.environ.get(variable)
+    if text is None:
+        return default
+    try:
+        return positive(kind)(text)
+    except argparse.ArgumentTypeError as exc:
+        raise InvalidArgument(f'{variable}={text!r}: {exc}') from None
 
 
 def _cfg_options_action():
