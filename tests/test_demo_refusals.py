@@ -9,7 +9,6 @@ import sys
 
 import pytest
 import torch
-from forked import run_tool
 from helpers import REPO_ROOT
 
 from repvgg_seg.datasets import make_driving_video
@@ -41,10 +40,20 @@ def files(tmp_path_factory):
     return paths
 
 
-def run(*args, env=None):
+def run(*args, env=None, max_file_size=None):
+    """The tool in a new process; ``max_file_size``: files it writes fail
+    past this many bytes (``EFBIG``, a real write error, as a full disk;
+    its output goes to pipes, which the limit spares)."""
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an error, not death
+        resource.setrlimit(resource.RLIMIT_FSIZE,
+                           (max_file_size, max_file_size))
+
     return subprocess.run([sys.executable, *map(str, args)], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=900,
-                          env=dict(os.environ, **(env or {})))
+                          env=dict(os.environ, **(env or {})),
+                          preexec_fn=limit_file_size if max_file_size
+                          else None)
 
 
 def assert_refused(result, pattern, out=None):
@@ -112,15 +121,10 @@ def test_write_error_fails_and_keeps_the_earlier_file(name, codec, files,
     6 kB; the whole video is ~16 kB): one error line, exit 2, no partial
     file, and the earlier file of that name untouched (the mp4 was
     unplayable, the avi held 3 of 10 frames, both "Saved")."""
-    def limit_file_size():  # EFBIG past it: a real write error
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an error, not death
-        resource.setrlimit(resource.RLIMIT_FSIZE, (6000, 6000))
-
     out = tmp_path / name
     out.write_bytes(b'an earlier overlay')
-    result = run_tool(os.path.join(REPO_ROOT, 'tools', 'video_demo.py'),
-                      files['video'], TINY, files['tiny'], '--out', out,
-                      '--codec', codec, setup=limit_file_size)
+    result = run('tools/video_demo.py', files['video'], TINY, files['tiny'],
+                 '--out', out, '--codec', codec, max_file_size=6000)
     assert_refused(result, f'cannot write video {out}: ')
     assert os.listdir(tmp_path) == [name]
     assert out.read_bytes() == b'an earlier overlay'

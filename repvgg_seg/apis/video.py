@@ -1,7 +1,6 @@
 """``run_video_demo``: a checkpoint and a video in, an overlay video, label
 PNGs and the numbers a deployer needs out (what tools/video_demo.py runs)."""
 from ..deploy import FrameSource, SegPredictor, segment_video
-from ..deploy.video import FPS_RANGE as VIDEO_FPS_RANGE
 from ..deploy.video import check_outputs
 from ..utils.errors import InvalidArgument
 from .inference import init_segmentor

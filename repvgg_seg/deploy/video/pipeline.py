@@ -39,8 +39,9 @@ DECODE_AHEAD = 2
 #: Batches submitted to the model and not yet collected: two keep the GPU
 #: busy (the next is queued when one ends); more would only add latency.
 MAX_IN_FLIGHT = 2
-#: Threads encoding label PNGs (OpenCV lets go of the GIL): one takes 3-7
-#: ms a 2048x1024 frame, so 300 FPS needs about two cores.
+#: Threads encoding label PNGs (OpenCV lets go of the GIL): one takes 3-14
+#: ms a 2048x1024 frame (smooth to noisy labels), so 300 FPS needs 1-4
+#: cores (3 fixed writers were the ceiling).
 LABEL_WRITERS = max(3, min(8, os.cpu_count() or 1))
 STAGES = ('decode', 'copy', 'model', 'overlay', 'copy_back', 'encode',
           'labels', 'gc')

@@ -290,6 +290,7 @@ class PyAVWriter:
             self._file.close()
         except (self._error, OSError) as exc:
             self._fail(exc)
+        self._release()
 
     def commit(self):
         """Move the finished file to its name."""
@@ -298,13 +299,21 @@ class PyAVWriter:
     def abort(self):
         """Release and remove the file, whatever state it is in (a no-op
         once committed)."""
+        self._release()
+        self._output.discard()
+
+    def _release(self):
+        """Close the file (first: PyAV then writes no trailer) and the
+        container, and drop the encoder, so that it is freed and its
+        threads end now, not at some later garbage collection (a forked
+        process would inherit it, and hang joining threads it has not)."""
         for release in (self._file, self._container):
-            try:  # the file first: PyAV then writes no trailer
+            try:
                 if release is not None:
                     release.close()
             except (self._error, OSError):
                 pass
-        self._output.discard()
+        self._stream = self._container = None
 
 
 class OpenCVWriter:
