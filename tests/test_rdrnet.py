@@ -519,6 +519,7 @@ def test_mini_config_trains_fuses_and_tests(tmp_path_factory, tmp_path):
 
     fused = tmp_path / 'fused.pth'
     printed = tool('tools/fuse.py', MINI, trained, fused)
+    assert 'Fused RDRNet(channels=32, ppm_channels=128, ' in printed
     assert float(re.search(r'relative ([-+.e\d]+)', printed).group(1)) < \
         TOLERANCE
     out = tool('tools/test.py', tmp_path / 'fused.py', fused,
