@@ -17,7 +17,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmseg.datasets import CityscapesDataset
 from repvgg_seg.analysis.candidates import (BASELINES, baseline_config,
-                                            config_name)
+                                            config_name, family,
+                                            has_training_form)
 from repvgg_seg.analysis.complexity import count_complexity
 from repvgg_seg.analysis.published import published_miou
 from repvgg_seg.apis import (convert_checkpoint, extract_backbone,
@@ -214,6 +215,15 @@ def test_short_names_build_our_configs_with_the_published_miou(name, miou):
     path = baseline_config(name)
     assert path == CONFIGS[name] == BASELINES[name]
     assert published_miou(config_name(path)) == (miou, 'RDRNet README')
+    assert family(Config.fromfile(path)) == 'rdrnet'
+
+
+def test_the_benchmark_times_the_training_form_until_fused():
+    model = RDRNet(channels=8, ppm_channels=8,
+                   num_blocks_per_stage=[0, 0, [1, 1], [1, 1], [1, 1]])
+    assert has_training_form(model)
+    model.switch_to_deploy()
+    assert not has_training_form(model)
 
 
 # ---- the authors' checkpoints --------------------------------------------
@@ -509,6 +519,7 @@ def test_mini_config_trains_fuses_and_tests(tmp_path_factory, tmp_path):
 
     fused = tmp_path / 'fused.pth'
     printed = tool('tools/fuse.py', MINI, trained, fused)
+    assert 'Fused RDRNet(channels=32, ppm_channels=128, ' in printed
     assert float(re.search(r'relative ([-+.e\d]+)', printed).group(1)) < \
         TOLERANCE
     out = tool('tools/test.py', tmp_path / 'fused.py', fused,

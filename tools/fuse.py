@@ -27,7 +27,7 @@ def main(argv=None):
     args = parse_args(argv)
     report = fuse_checkpoint(args.config, args.checkpoint,
                              args.out_checkpoint, args.out_config)
-    print(f'Fused RepVGG-{report["arch"]}: fused vs original on a random '
+    print(f'Fused {report["network"]}: fused vs original on a random '
           f'input, max abs diff {report["max_abs_diff"]:.2e}, relative '
           f'{report["relative_diff"]:.2e}')
     print(f'Parameters: {report["params"] / 1e6:.2f} M -> '

@@ -26,7 +26,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from mmseg.registry import MODELS
 from ..models import build_model
-from ..models.checkpoints import (backbone_arch, dataset_meta_of,
+from ..models.checkpoints import (arch_label, backbone_arch, dataset_meta_of,
                                   is_fused_checkpoint, load_weights,
                                   read_checkpoint)
 from ..utils.config import read_config
@@ -303,7 +303,8 @@ def fuse_checkpoint(config, checkpoint, out_checkpoint, out_config=None):
         with atomic_output(out_config) as tmp_config:
             deploy_cfg.dump(tmp_config)
     return dict(
-        arch=arch, max_abs_diff=max_abs, relative_diff=relative,
+        arch=arch, network=arch_label(arch), max_abs_diff=max_abs,
+        relative_diff=relative,
         params=sum(p.numel() for p in original.parameters()),
         fused_params=sum(p.numel() for p in model.parameters()),
         out_checkpoint=out_checkpoint, out_config=out_config)
