@@ -326,7 +326,7 @@ def test_fast_path_folds_the_input_into_every_conv_reading_it():
                             torch.device('cpu'), (2, 3, 64, 128))
     image = np.random.default_rng(0).integers(0, 256, (*SHAPE, 3),
                                               dtype=np.uint8)
-    segmenter = optimize_for_inference(model, strict_fusion=False,
+    segmenter = optimize_for_inference(model,
                                        **parse_variant('fp32+eager+cl'))
     labels = segmenter(torch.from_numpy(image))
     assert (labels == reference_labels(model, image)).float().mean() > 0.999

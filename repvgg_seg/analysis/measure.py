@@ -122,12 +122,6 @@ def reference_labels(model, image):
         return labels_forward(model, data['inputs'])[0]
 
 
-def _fast_options(variant):
-    """A variant's options for the benchmark: norm layers that cannot be
-    folded stay (MMSeg's real-time networks have some)."""
-    return dict(parse_variant(variant), strict_fusion=False)
-
-
 def labels_agree_pct(segmenter, frames, references):
     """Share (%) of the pixels of ``frames`` (uint8 BGR, 1 x H x W x 3 on
     the device) whose fast-path label equals ``references``'."""
@@ -144,7 +138,7 @@ def judge_against_plain(records, plain_agreement):
     for record in records:
         if 'error' in record:
             continue
-        plain = plain_variant(_fast_options(record['variant']))
+        plain = plain_variant(parse_variant(record['variant']))
         reference = plain_agreement(plain)
         record.update(plain_variant=plain, plain_agree_pct=reference,
                       wrong=reference is not None and
@@ -169,7 +163,7 @@ def measure_fast_paths(name, model, variants, images, inputs, gmacs, args):
     records, calls = {}, {}
     for variant in variants:
         print(f'  fast path {variant} ...', flush=True)
-        options = _fast_options(variant)
+        options = parse_variant(variant)
         try:
             start = time.perf_counter()
             segmenter = optimize_for_inference(model, **options)
@@ -196,7 +190,7 @@ def measure_fast_paths(name, model, variants, images, inputs, gmacs, args):
         if plain not in measured:
             try:
                 measured[plain] = labels_agree_pct(optimize_for_inference(
-                    model, **_fast_options(plain)), frames, references)
+                    model, **parse_variant(plain)), frames, references)
             except Exception as exc:  # the variant stays unjudged
                 print(f'  {plain} (the plain reference) failed: '
                       f'{error_text(exc)}', flush=True)
@@ -220,7 +214,7 @@ def kernel_profile(model, variant, frame, calls=3):
     (torch.profiler): device time per kernel, and per conv input shape."""
     from torch.autograd.profiler_util import EventList
     from torch.profiler import ProfilerActivity, profile
-    options = dict(_fast_options(variant), cuda_graph=False)
+    options = dict(parse_variant(variant), cuda_graph=False)
     segmenter = optimize_for_inference(model, **options)
     segmenter(frame)
     cuda = frame.device.type == 'cuda'

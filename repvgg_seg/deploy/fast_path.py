@@ -252,8 +252,6 @@ class FastSegmenter:
         fuse_relu: conv+ReLU pairs as :class:`ConvReLU` (CUDA only).
         compile_postprocess: ``torch.compile`` the upsampling + argmax
             into one kernel (the logits at full size are never written).
-        strict_fusion: refuse a model whose norm layers cannot all be
-            folded (:func:`~.fuse.fuse_model`); off, those stay as they are.
         fold_psp: a PSPHead becomes :class:`FoldedPSPHead` (exact; labels
             checked against fp32 on the GPU by tests/test_fast_path_gpu.py).
         compile_mode: ``torch.compile`` mode of the whole function (None:
@@ -263,7 +261,7 @@ class FastSegmenter:
     def __init__(self, model, precision='fp16', autocast=False,
                  channels_last=True, cuda_graph=True, cudnn_benchmark=True,
                  fuse_relu=True, compile_postprocess=True, fold_psp=True,
-                 compile_mode=None, strict_fusion=True):
+                 compile_mode=None):
         self.device = next(model.parameters()).device
         if cuda_graph and self.device.type != 'cuda':
             raise InvalidArgument('cuda_graph needs the model on a CUDA '
@@ -272,7 +270,9 @@ class FastSegmenter:
         self.dtype = DTYPES[precision]
         self.cuda_graph, self.cudnn_benchmark = cuda_graph, cudnn_benchmark
         self.channels_last = channels_last
-        model = fuse_model(copy.deepcopy(model), strict=strict_fusion)
+        # every conv+BN pair folded (RDRNet's fusion convs too, which its
+        # fused checkpoints keep); a BN before its conv stays as it is
+        model = fuse_model(copy.deepcopy(model), strict=False)
         self.mean = fold_input_normalization(model).reshape(1, 3, 1, 1)
         self.align_corners = model.decode_head.align_corners
         self.label_dtype = (torch.uint8 if model.decode_head.num_classes
