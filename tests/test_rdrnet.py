@@ -5,13 +5,16 @@ config trained, fused and tested through the tools."""
 import copy
 import os.path as osp
 import re
+import shutil
 import subprocess
 import sys
 
+import av
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import REPO_ROOT, citymini_root, relative_error
+from helpers import (REPO_ROOT, citymini_root, relative_error,
+                     torchrun_train)
 from mmengine.config import Config
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -507,15 +510,21 @@ def test_mini_config_trains_fuses_and_tests(tmp_path_factory, tmp_path):
         assert result.returncode == 0, result.stderr[-3000:]
         return result.stdout
 
+    small = ['train_dataloader.batch_size=2',
+             'train_dataloader.dataset.pipeline.3.crop_size=(64,128)',
+             'model.data_preprocessor.size=(64,128)',
+             'default_hooks.checkpoint.interval=2',
+             'custom_hooks.0.enabled=False', *roots]
     tool('tools/train.py', MINI, '--work-dir', work_dir, '--cfg-options',
-         'train_cfg.max_iters=4', 'train_dataloader.batch_size=2',
-         'train_dataloader.dataset.pipeline.3.crop_size=(64,128)',
-         'model.data_preprocessor.size=(64,128)',
-         'default_hooks.checkpoint.interval=4', 'custom_hooks.0.enabled=False',
-         *roots)
+         'train_cfg.max_iters=2', *small)
+    # resumed from iteration 2 to 4, as MMSeg's --resume does
+    tool('tools/train.py', MINI, '--work-dir', work_dir, '--resume',
+         '--cfg-options', 'train_cfg.max_iters=4', *small)
     trained = work_dir / 'iter_4.pth'
-    state = torch.load(trained, weights_only=True)['state_dict']
-    assert 'backbone.spp.processes.parallel2.conv.weight' in state
+    checkpoint = torch.load(trained, weights_only=True)
+    assert checkpoint['meta']['iter'] == 4
+    assert 'backbone.spp.processes.parallel2.conv.weight' in \
+        checkpoint['state_dict']
 
     fused = tmp_path / 'fused.pth'
     printed = tool('tools/fuse.py', MINI, trained, fused)
@@ -534,3 +543,32 @@ def test_mini_config_trains_fuses_and_tests(tmp_path_factory, tmp_path):
                                                 str(fused)), str(image))
     assert relative_error(actual.seg_logits.data,
                           expected.seg_logits.data) < TOLERANCE
+
+    # the image and video demos on the trained and the fused checkpoint
+    tool('demo/image_demo.py', image, MINI, trained, '--out-dir',
+         tmp_path / 'demo')
+    assert (tmp_path / 'demo' / f'{image.stem}.png').is_file()
+    frames = tmp_path / 'frames'
+    frames.mkdir()
+    scenes = sorted(image.parent.glob('*.png'))
+    for i, path in enumerate(scenes):
+        shutil.copy(path, frames / f'{i:03d}.png')
+    tool('tools/video_demo.py', frames, tmp_path / 'fused.py', fused,
+         '--out', tmp_path / 'overlay.mp4', '--no-progress')
+    video = av.open(str(tmp_path / 'overlay.mp4'))
+    assert sum(1 for _ in video.decode(video=0)) == len(scenes) > 1
+
+
+def test_mini_config_trains_with_two_processes(tmp_path_factory, tmp_path):
+    """torchrun: DDP on the CPU, 2 processes, 2 iterations."""
+    root = citymini_root(tmp_path_factory, 4, 2, height=128, width=256)
+    result = torchrun_train(
+        MINI, tmp_path, '--cfg-options', 'train_cfg.max_iters=2',
+        'train_dataloader.batch_size=2', 'custom_hooks.0.enabled=False',
+        'train_dataloader.dataset.pipeline.3.crop_size=(64,128)',
+        'model.data_preprocessor.size=(64,128)', *(
+            f'{split}_dataloader.dataset.data_root={root}'
+            for split in ('train', 'val', 'test')))
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert torch.load(tmp_path / 'iter_2.pth',
+                      weights_only=True)['meta']['iter'] == 2
