@@ -9,9 +9,7 @@ or its training config.
 """
 import argparse
 
-import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
-from repvgg_seg.apis import segment_images
-from repvgg_seg.utils.cli import run_cli
+from repvgg_seg_cli import run_cli
 
 
 def parse_args():
@@ -20,10 +18,13 @@ def parse_args():
     parser.add_argument('config', help='training or deploy config')
     parser.add_argument('checkpoint', help='training or fused checkpoint')
     parser.add_argument('--out-dir', default='demo_out',
-                        help='folder for the overlay PNGs')
-    parser.add_argument('--device', default='cpu', help='e.g. cuda:0')
+                        help='folder for the overlay PNGs (default: '
+                        '%(default)s)')
+    parser.add_argument('--device', default='cpu',
+                        help='e.g. cuda:0 (default: %(default)s)')
     parser.add_argument('--opacity', type=float, default=0.5,
-                        help='opacity of the class colours, in [0, 1]')
+                        help='opacity of the class colours, in [0, 1] '
+                        '(default: %(default)s)')
     parser.add_argument('--legend', action='store_true',
                         help='add a class-colour legend beside each image')
     return parser.parse_args()
@@ -31,6 +32,7 @@ def parse_args():
 
 def main():
     args = parse_args()
+    from repvgg_seg.apis import segment_images
     written = segment_images(args.img, args.config, args.checkpoint,
                              args.out_dir, args.device, args.opacity,
                              args.legend)

@@ -141,7 +141,7 @@ def wheels(tmp_path_factory):
     """A regular and an editable wheel built from a copy of the project."""
     src = tmp_path_factory.mktemp('src')
     for name in ('setup.py', 'README.md', 'repvgg_seg_hook.py',
-                 'repvgg_seg_hook.pth'):
+                 'repvgg_seg_hook.pth', 'repvgg_seg_cli.py'):
         shutil.copy(REPO / name, src)
     shutil.copytree(REPO / 'repvgg_seg', src / 'repvgg_seg',
                     ignore=shutil.ignore_patterns('__pycache__'))

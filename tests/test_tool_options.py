@@ -1,11 +1,14 @@
 """Options that cannot work are refused by argparse (usage and one
 ``error:`` line, exit 2) before anything is loaded or written."""
+import argparse
 import os
 import re
 
 import pytest
 from forked import run_tool
 from helpers import REPO_ROOT
+
+from repvgg_seg_cli import add_cfg_options
 
 
 def tool(name):
@@ -51,3 +54,21 @@ def test_make_citymini_refuses(args, expected, tmp_path):
                       tmp_path / 'x.mp4', *args)
     assert re.search(expected, usage_error(result))
     assert not out.exists()
+
+
+@pytest.mark.parametrize('name', ['train', 'test', 'check_dataset'])
+@pytest.mark.parametrize('item', ['foo', '=1'])
+def test_cfg_options_item_must_be_key_value(name, item):
+    args = ['config.py', 'model.pth'] if name == 'test' else ['config.py']
+    result = run_tool(tool(name), *args, '--cfg-options', item)
+    assert f"argument --cfg-options: {item!r} is not KEY=VALUE" in \
+        usage_error(result)
+
+
+def test_cfg_options_values_parse_as_in_mmseg():
+    parser = argparse.ArgumentParser()
+    add_cfg_options(parser, 'a=1')
+    args = parser.parse_args(['--cfg-options', 'a=1', 'b=[1,(2,3)]', 'c=x=y',
+                              '--cfg-options', 'd=True'])
+    assert args.cfg_options == {'a': 1, 'b': [1, (2, 3)], 'c': 'x=y',
+                                'd': True}

@@ -22,11 +22,7 @@ import os.path as osp
 import shlex
 import sys
 
-import torch
-
-import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
-from repvgg_seg.apis import run_benchmark
-from repvgg_seg.utils import run_cli
+from repvgg_seg_cli import run_cli
 
 #: Images the fast path's labels are compared on (random if none).
 DEFAULT_AGREEMENT_IMAGES = 'data/citymini/leftImg8bit/val/*/*.png'
@@ -45,16 +41,16 @@ def parse_args(argv):
                         '224 224)')
     parser.add_argument('--batch-size', type=int,
                         help='default 1; --imagenet 128 (the paper\'s)')
-    parser.add_argument('--device', default='cuda' if
-                        torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--device', help='e.g. cuda:0 or cpu (default: '
+                        'cuda if available, else cpu)')
     parser.add_argument('--fp16', action='store_true',
                         help='float16 autocast (default fp32)')
     parser.add_argument('--repeat', type=int, default=30)
     parser.add_argument('--warmup', type=int, default=10)
     parser.add_argument('--baseline', nargs='+', default=[], metavar='NAME',
-                        help='MMSeg models by short name (see above), e.g. '
-                        'pidnet-s ddrnet-23-slim pspnet_r50-d8, or config '
-                        'paths')
+                        help='MMSeg models by short name (listed below), '
+                        'e.g. pidnet-s ddrnet-23-slim pspnet_r50-d8, or '
+                        'config paths')
     parser.add_argument('--sweep', nargs='+', default=[], metavar='ARCH',
                         help='measure these RepVGG archs in CONFIG\'s model '
                         '(--imagenet: default the paper\'s archs)')
@@ -89,18 +85,23 @@ def parse_args(argv):
     args.shape = args.shape or ((224, 224) if args.imagenet else (1024, 2048))
     args.batch_size = args.batch_size or (128 if args.imagenet else 1)
     args.command = shlex.join(['python', 'tools/benchmark.py'] + argv)
+    return args
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    import torch
+    from repvgg_seg.apis import run_benchmark
+    args.device = args.device or ('cuda' if torch.cuda.is_available()
+                                  else 'cpu')
     if args.title is None and not args.from_json:
         what = ('ImageNet classifiers' if args.imagenet else
                 osp.splitext(osp.basename(args.config or ''))[0])
         args.title = (f'{what}, {args.shape[0]}x{args.shape[1]}, batch '
                       f'{args.batch_size}, {"fp16" if args.fp16 else "fp32"}'
                       f', {args.device}')
-    return args
-
-
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    run_benchmark(parse_args(argv))
+    run_benchmark(args)
 
 
 if __name__ == '__main__':

@@ -16,11 +16,7 @@ import argparse
 import shlex
 import sys
 
-import torch
-
-import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
-from repvgg_seg import apis
-from repvgg_seg.utils.cli import run_cli
+from repvgg_seg_cli import package_choice, run_cli
 
 
 def parse_args(argv):
@@ -31,10 +27,14 @@ def parse_args(argv):
     parser.add_argument('configs', nargs='*', help='segmentor configs')
     parser.add_argument('--baseline', nargs='+', default=[], metavar='NAME',
                         help='MMSeg PSPNets, e.g. pspnet_r50-d8 (or a path)')
-    parser.add_argument('--variants', nargs='+', choices=apis.TRAINING_VARIANTS,
-                        default=list(apis.DEFAULT_TRAINING_VARIANTS))
-    parser.add_argument('--device', default='cuda' if
-                        torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--variants', nargs='+', metavar='VARIANT',
+                        type=package_choice('repvgg_seg.apis',
+                                            'TRAINING_VARIANTS'),
+                        help='memory layout and precision: nchw or cl '
+                        '(channels_last), fp32, fp16 or bf16 (default: '
+                        'nchw-fp16 cl-fp16 cl-bf16)')
+    parser.add_argument('--device', help='e.g. cuda:0 or cpu (default: '
+                        'cuda if available, else cpu)')
     parser.add_argument('--batch-size', type=int, default=2)
     parser.add_argument('--data-root', help='Cityscapes-format data for '
                         'the real train pipeline (default: random crops)')
@@ -57,18 +57,23 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
+    import torch
+    from repvgg_seg import apis
+    device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     if args.from_json:
         result = apis.load_training_result(args.from_json)
         command = result['command']
     else:
-        result = apis.run_training_benchmark(args.configs + args.baseline, args.variants,
-                              args.device, args.batch_size, args.data_root,
-                              args.warmup, args.iters,
-                              args.num_workers)
+        result = apis.run_training_benchmark(
+            args.configs + args.baseline,
+            args.variants or list(apis.DEFAULT_TRAINING_VARIANTS), device,
+            args.batch_size, args.data_root, args.warmup, args.iters,
+            args.num_workers)
         command = shlex.join(['python', 'tools/benchmark_train.py',
                               *(sys.argv[1:] if argv is None else argv)])
-    print(apis.report_training_benchmark(result, args.title, command, args.out,
-                          args.out_md, args.train_log, args.skip))
+    print(apis.report_training_benchmark(result, args.title, command,
+                                         args.out, args.out_md,
+                                         args.train_log, args.skip))
 
 
 if __name__ == '__main__':

@@ -7,9 +7,7 @@ python tools/benchmark_video.py configs/pspnet_repvgg_b2-fast.py \
 """
 import argparse
 
-import repvgg_seg  # noqa: F401  (registers modules)
-from repvgg_seg.apis import run_video_benchmark
-from repvgg_seg.utils.cli import run_cli
+from repvgg_seg_cli import run_cli
 
 
 def parse_args(argv=None):
@@ -38,6 +36,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    from repvgg_seg.apis import run_video_benchmark
     run_video_benchmark(
         args.configs, args.device, tuple(args.size), args.frames,
         batch_size=args.batch_size, iterations=args.iterations,

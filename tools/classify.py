@@ -9,10 +9,7 @@ training), else the label numbers are printed.
 """
 import argparse
 
-import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
-from repvgg_seg.apis import classify
-from repvgg_seg.utils.cli import positive, run_cli
-from repvgg_seg.utils.text import printable
+from repvgg_seg_cli import positive, run_cli
 
 
 def parse_args(argv=None):
@@ -31,6 +28,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    from repvgg_seg.apis import classify
+    from repvgg_seg.utils.text import printable
     results = classify(args.config, args.checkpoint, args.images, args.topk,
                        args.device, args.classes)
     for path, top in results:

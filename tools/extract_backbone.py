@@ -9,9 +9,7 @@ mmpretrain; training or fused form); the file is written atomically.
 """
 import argparse
 
-import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
-from repvgg_seg.apis import extract_backbone
-from repvgg_seg.utils import run_cli
+from repvgg_seg_cli import run_cli
 
 
 def parse_args(argv=None):
@@ -23,6 +21,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    from repvgg_seg.apis import extract_backbone
     report = extract_backbone(args.checkpoint, args.out)
     form = 'fused' if report['fused'] else 'training form'
     print(f'Saved RepVGG-{report["arch"]} backbone ({form}, '

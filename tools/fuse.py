@@ -7,9 +7,7 @@ Writes the fused checkpoint and its deploy config (default: OUT.pth with
 """
 import argparse
 
-import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
-from repvgg_seg.apis import fuse_checkpoint
-from repvgg_seg.utils.cli import run_cli
+from repvgg_seg_cli import run_cli
 
 
 def parse_args(argv=None):
@@ -25,6 +23,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    from repvgg_seg.apis import fuse_checkpoint
     report = fuse_checkpoint(args.config, args.checkpoint,
                              args.out_checkpoint, args.out_config)
     print(f'Fused RepVGG-{report["arch"]}: fused vs original on a random '

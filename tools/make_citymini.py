@@ -6,8 +6,7 @@ then:    python tools/prepare_cityscapes.py data/citymini
 import argparse
 import time
 
-from repvgg_seg.apis import generate_citymini, make_driving_video
-from repvgg_seg.utils.cli import bounded, positive, run_cli
+from repvgg_seg_cli import bounded, positive, run_cli
 
 #: Scene sizes the street renderer draws sensibly.
 MIN_SIDE, MAX_SIDE = 32, 8192
@@ -44,6 +43,7 @@ def parse_args():
 
 def main():
     args = parse_args()
+    from repvgg_seg.apis import generate_citymini, make_driving_video
     start = time.perf_counter()
     summary = generate_citymini(args.out, args.num_train, args.num_val,
                                 args.height, args.width, args.seed)

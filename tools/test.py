@@ -6,10 +6,7 @@ deploy config written by tools/fuse.py) next to its checkpoint.
 """
 import argparse
 
-import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
-from repvgg_seg.apis import test
-from repvgg_seg.utils.cli import (add_runner_arguments, parse_runner_args,
-                                  run_cli)
+from repvgg_seg_cli import add_runner_arguments, parse_runner_args, run_cli
 
 
 def parse_args():
@@ -39,6 +36,7 @@ def parse_args():
 
 def main():
     args = parse_args()
+    from repvgg_seg.apis import test
     test(args.config, args.checkpoint, args.work_dir, args.out, args.show,
          args.show_dir, args.wait_time, args.tta, args.cfg_options,
          args.launcher, args.show_interval)
