@@ -177,6 +177,14 @@ def step_with_grads(model, batch):
     return data['inputs'], losses, loss.detach(), grads
 
 
+def run_logs(work_dir):
+    """The log files of the runs in ``work_dir`` (tools/train.py and
+    tools/test.py keep the console short; the logs have everything)."""
+    import glob
+    return ''.join(open(path).read() for path in sorted(
+        glob.glob(osp.join(glob.escape(str(work_dir)), '*', '*.log'))))
+
+
 def torchrun_train(config, work_dir, *args, nproc=2):
     """``tools/train.py CONFIG --launcher pytorch --work-dir DIR ARGS``
     under torchrun on the CPU; the finished process."""

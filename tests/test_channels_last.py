@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from helpers import (citymini_root, relative_error, step_with_grads,
-                     tiny_segmentor, torchrun_train)
+from helpers import (citymini_root, relative_error, run_logs,
+                     step_with_grads, tiny_segmentor, torchrun_train)
 from repvgg_seg.analysis.training import random_batches
 from repvgg_seg.engine import ChannelsLastHook, to_channels_last
 
@@ -125,14 +125,14 @@ def _train(config, work_dir, root, *options, iters=6, args=()):
     result = _tool('train.py', config, '--work-dir', work_dir, *args,
                    *_options(root, f'train_cfg.max_iters={iters}', *options))
     assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout + result.stderr
+    return result.stdout + result.stderr + run_logs(work_dir)
 
 
 def _test(config, checkpoint, work_dir, root):
     result = _tool('test.py', config, checkpoint, '--work-dir', work_dir,
                    *_options(root))
     assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout + result.stderr
+    return result.stdout + result.stderr + run_logs(work_dir)
 
 
 def _load(path):
@@ -210,6 +210,7 @@ def test_two_process_distributed_training_with_the_switch(
                             *_options(data_root, 'train_cfg.max_iters=2'))
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-3000:]
+    log += run_logs(tmp_path)
     assert 'Distributed training: True' in log and SYNC_FREE in log
     checkpoint = _load(tmp_path / 'iter_2.pth')
     assert checkpoint['meta']['iter'] == 2

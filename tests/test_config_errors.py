@@ -58,6 +58,7 @@ def error_line(result):
     ('randomness.seed=abc', r"randomness.seed is 'abc' .*integer or None"),
     ('optim_wrapper.optimizer.lr=nan', r'lr is nan .*finite positive'),
     ('model.decode_head.num_classes=0', r'num_classes is 0'),
+    ('env_cfg.torch_num_threads=0', r'env_cfg.torch_num_threads is 0 '),
 ])
 @pytest.mark.parametrize('name', ['train', 'test'])
 def test_bad_options_are_one_line(name, option, expected, data_root,

@@ -3,6 +3,7 @@ warnings (real ones still show), complete --help with every option
 explained, answered without importing torch, and logs of a fused model's
 test next to the model."""
 import glob
+import logging
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from forked import run_tool
 from helpers import REPO_ROOT
 
 from repvgg_seg.apis import fuse_checkpoint
+from repvgg_seg.apis.console import QuietConsole
 from repvgg_seg.datasets import generate_citymini, prepare_cityscapes
 from repvgg_seg.models import build_model
 from repvgg_seg.utils.config import read_config
@@ -194,3 +196,37 @@ def test_dataset_meta_warning_only_for_a_checkpoint(with_checkpoint, fused,
                    str(fused / 'trained.pth') if with_checkpoint else None)
     warned = any('no dataset_meta' in message for message in logged)
     assert warned == with_checkpoint
+
+
+def _record(message, level=logging.INFO, **extra):
+    record = logging.LogRecord('mmengine', level, __file__, 0, message, None,
+                               None)
+    record.__dict__.update(extra)
+    return record
+
+
+def test_quiet_console_shows_the_progress_at_every_tenth():
+    console = QuietConsole()
+    shown = [done for done in range(20, 481, 20) if console.filter(
+        _record(f'Iter(train) [{done:3d}/480]  lr: 1.0e-03  loss: 0.5'))]
+    assert shown == [20, 60, 100, 160, 200, 240, 300, 340, 400, 440, 480]
+
+
+@pytest.mark.parametrize('record, shown', [
+    (_record('a real warning', logging.WARNING), True),
+    (_record('The prefix is not set in metric class IoUMetric.',
+             logging.WARNING), False),
+    (_record('"FileClient" will be deprecated in future.', logging.WARNING),
+     False),
+    (_record('Config:\ncrop_size = (128, 256)'), False),
+    (_record('Distributed training is not used, all SyncBatchNorm (SyncBN) '
+             'layers in the model will be reverted'), False),
+    (_record('Saving checkpoint at 160 iterations'), False),
+    (_record('per class results:'), True),
+    (_record('\n+-------+-------+\n|  road | 98.05 |'), True),
+    (_record('resumed epoch: 0, iter: 4'), True),
+    (_record('Trained 480 iterations in 5 min 2 s', console=True), True),
+], ids=['warning', 'prefix', 'file-client', 'config', 'syncbn', 'saving',
+        'table-heading', 'table', 'resumed', 'summary'])
+def test_quiet_console_keeps_only_what_a_user_reads(record, shown):
+    assert QuietConsole().filter(record) is shown
