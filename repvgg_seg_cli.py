@@ -23,6 +23,15 @@ import os
 import signal
 import sys
 
+__all__ = [
+    'INTERRUPTED_EXIT', 'TERMINATED_EXIT', 'USER_ERROR_EXIT', 'CfgOptions',
+    'Terminated', 'add_cfg_options', 'add_runner_arguments', 'bounded',
+    'checkpoint_file', 'cli_main', 'config_file', 'has_display',
+    'input_file', 'is_user_error', 'one_line', 'output_file',
+    'output_folder', 'package_choice', 'parse_runner_args', 'positive',
+    'run_cli'
+]
+
 USER_ERROR_EXIT = 2
 INTERRUPTED_EXIT = 130
 TERMINATED_EXIT = 128 + signal.SIGTERM
@@ -90,6 +99,13 @@ def run_cli(main, *args):
     sys.exit(cli_main(main)(*args))
 
 
+def has_display():
+    """Whether ``--show`` can open a window (on Linux, Qt aborts the
+    process, exit 134, without DISPLAY or WAYLAND_DISPLAY)."""
+    return not sys.platform.startswith('linux') or bool(
+        os.environ.get('DISPLAY') or os.environ.get('WAYLAND_DISPLAY'))
+
+
 def bounded(kind, low, high=None, what=None):
     """An argparse ``type``: a finite ``kind`` (int or float) in
     ``[low, high]``, else argparse's usage error naming the range. ``high``
@@ -122,6 +138,80 @@ def positive(kind, high=None):
     if kind is int:
         return bounded(int, 1, high, 'a positive integer')
     return bounded(float, math.ulp(0.0), high, 'a positive number')
+
+
+def _newest(folder, suffixes):
+    """The newest file of ``folder`` ending in one of ``suffixes``."""
+    try:
+        names = [name for name in os.listdir(folder) if name.endswith(suffixes)
+                 and os.path.isfile(os.path.join(folder, name))]
+    except OSError:
+        return None
+    return max(names, default=None, key=lambda name: os.path.getmtime(
+        os.path.join(folder, name)))
+
+
+def input_file(what, suffixes=(), remote=()):
+    """An argparse ``type``: a file the tool reads (``what``: config,
+    checkpoint...), refused at once when it does not exist, is a folder (the
+    newest ``suffixes`` file in it is suggested) or cannot be read (what is
+    in it is the package's to judge). A value holding one of ``remote`` (``'::'`` of ``mmseg::``
+    configs, ``'://'`` of URLs) is no local path and passes as it is."""
+    def parse(path):
+        if any(marker in path for marker in remote):
+            return path
+        if not os.path.exists(path):
+            raise argparse.ArgumentTypeError(
+                f'{path} does not exist: check the path of the {what}')
+        if os.path.isdir(path):
+            newest = _newest(path, suffixes) if suffixes else None
+            example = f' (e.g. {os.path.join(path, newest)})' if newest \
+                else ''
+            raise argparse.ArgumentTypeError(
+                f'{path} is a folder: give the {what} file{example}')
+        if not os.access(path, os.R_OK):
+            raise argparse.ArgumentTypeError(
+                f'{path} cannot be read (no read permission): chmod u+r it '
+                f'or give another {what}')
+        return path
+
+    parse.__name__ = what
+    return parse
+
+
+def output_file(what, example):
+    """An argparse ``type``: a file the tool writes, refused at once when a
+    folder of that name exists (``example``: a file name to suggest)."""
+    def parse(path):
+        if os.path.isdir(path):
+            raise argparse.ArgumentTypeError(
+                f'{path} is a folder: give a file name for the {what} (e.g. '
+                f'{os.path.join(path, example)})')
+        return path
+
+    parse.__name__ = what
+    return parse
+
+
+def output_folder(what):
+    """An argparse ``type``: a folder the tool writes into (created if
+    missing), refused at once when a file of that name exists."""
+    def parse(path):
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise argparse.ArgumentTypeError(
+                f'{path} is a file: give a folder for the {what} (it is '
+                'created if missing)')
+        return path
+
+    parse.__name__ = what
+    return parse
+
+
+#: argparse ``type`` of a config argument (``mmseg::`` paths pass).
+config_file = input_file('config', ('.py', '.yaml', '.yml', '.json'),
+                         remote=('::', ))
+#: argparse ``type`` of a checkpoint argument (URLs pass).
+checkpoint_file = input_file('checkpoint', ('.pth', ), remote=('://', ))
 
 
 def package_choice(module, name):

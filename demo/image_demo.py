@@ -9,20 +9,24 @@ or its training config.
 """
 import argparse
 
-from repvgg_seg_cli import run_cli
+from repvgg_seg_cli import (bounded, checkpoint_file, config_file,
+                            output_folder, run_cli)
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('img', help='image file or folder of images')
-    parser.add_argument('config', help='training or deploy config')
-    parser.add_argument('checkpoint', help='training or fused checkpoint')
+    parser.add_argument('config', type=config_file,
+                        help='training or deploy config')
+    parser.add_argument('checkpoint', type=checkpoint_file,
+                        help='training or fused checkpoint')
     parser.add_argument('--out-dir', default='demo_out',
+                        type=output_folder('overlays'),
                         help='folder for the overlay PNGs (default: '
                         '%(default)s)')
     parser.add_argument('--device', default='cpu',
                         help='e.g. cuda:0 (default: %(default)s)')
-    parser.add_argument('--opacity', type=float, default=0.5,
+    parser.add_argument('--opacity', type=bounded(float, 0, 1), default=0.5,
                         help='opacity of the class colours, in [0, 1] '
                         '(default: %(default)s)')
     parser.add_argument('--legend', action='store_true',

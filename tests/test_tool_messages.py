@@ -120,17 +120,17 @@ def test_help_names_the_packages_values(script):
 
 
 @pytest.mark.parametrize('script, args, expected', [
-    ('train', ['config.py', '--amp', 'fp8'],
+    ('train', [TINY_CONFIG, '--amp', 'fp8'],
      "argument --amp: invalid choice: 'fp8' (choose from fp16, bf16)"),
-    ('convert_checkpoint', ['a.pth', 'b.pth', '--arch', 'Z9'],
+    ('convert_checkpoint', [TINY_CONFIG, 'b.pth', '--arch', 'Z9'],
      "argument --arch: invalid choice: 'Z9' (choose from A0, A1,"),
-    ('convert_checkpoint', ['a.pth', 'b.pth', '--layout', 'timm'],
+    ('convert_checkpoint', [TINY_CONFIG, 'b.pth', '--layout', 'timm'],
      "argument --layout: invalid choice: 'timm'"),
     ('analyze_archs', ['--archs', 'A0', 'X'],
      "argument --archs: invalid choice: 'X'"),
     ('benchmark_train', ['--variants', 'cl-fp8'],
      "argument --variants: invalid choice: 'cl-fp8'"),
-    ('export_onnx', ['c.py', 'm.pth', 'o.onnx', '--opset', '99'],
+    ('export_onnx', [TINY_CONFIG, TINY_CONFIG, 'o.onnx', '--opset', '99'],
      'argument --opset: 99 is out of range: expected an opset 11..'),
 ])
 def test_values_from_the_package_are_checked_when_parsing(script, args,

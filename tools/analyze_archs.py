@@ -8,7 +8,10 @@ the README, so the published numbers always come from the code.
 """
 import argparse
 
-from repvgg_seg_cli import package_choice, run_cli
+from repvgg_seg_cli import bounded, input_file, package_choice, run_cli
+
+#: Input sides RepVGG takes: its five stride-2 stages need 32 pixels.
+MIN_SIDE, MAX_SIDE = 32, 8192
 
 
 def parse_args(argv=None):
@@ -18,11 +21,14 @@ def parse_args(argv=None):
                                             'ARCH_SETTINGS'),
                         help='RepVGG archs, e.g. A0 B1g2 (default: every arch '
                         'of the family; a wrong name lists them)')
-    parser.add_argument('--input-size', type=int, default=224,
-                        help='square input side for FLOPs (paper: 224)')
+    parser.add_argument('--input-size', default=224,
+                        type=bounded(int, MIN_SIDE, MAX_SIDE, 'a side'),
+                        help=f'square input side for FLOPs, {MIN_SIDE}..'
+                        f'{MAX_SIDE} (paper: 224)')
     parser.add_argument('--markdown', action='store_true',
                         help='print a Markdown table instead of plain text')
     parser.add_argument('--update-readme', metavar='README',
+                        type=input_file('README', ('.md', )),
                         help='replace the table between the arch-table '
                         'markers of this file (which must have them)')
     return parser.parse_args(argv)

@@ -16,7 +16,8 @@ import argparse
 import shlex
 import sys
 
-from repvgg_seg_cli import package_choice, run_cli
+from repvgg_seg_cli import (bounded, input_file, output_file, package_choice,
+                            positive, run_cli)
 
 
 def parse_args(argv):
@@ -35,22 +36,33 @@ def parse_args(argv):
                         'nchw-fp16 cl-fp16 cl-bf16)')
     parser.add_argument('--device', help='e.g. cuda:0 or cpu (default: '
                         'cuda if available, else cpu)')
-    parser.add_argument('--batch-size', type=int, default=2)
+    parser.add_argument('--batch-size', type=positive(int), default=2,
+                        help='images per iteration (default: %(default)s)')
     parser.add_argument('--data-root', help='Cityscapes-format data for '
                         'the real train pipeline (default: random crops)')
-    parser.add_argument('--num-workers', type=int, help='override the '
-                        'train dataloader workers of every config')
-    parser.add_argument('--warmup', type=int, default=10)
-    parser.add_argument('--iters', type=int, default=30)
+    parser.add_argument('--num-workers', type=bounded(int, 0),
+                        help='override the train dataloader workers of '
+                        'every config')
+    parser.add_argument('--warmup', type=bounded(int, 0), default=10,
+                        help='untimed iterations first (default: '
+                        '%(default)s)')
+    parser.add_argument('--iters', type=positive(int), default=30,
+                        help='timed iterations (default: %(default)s)')
     parser.add_argument('--title', default='Training speed')
-    parser.add_argument('--from-json', help='re-render a saved result')
+    parser.add_argument('--from-json',
+                        type=input_file('benchmark JSON', ('.json', )),
+                        help='re-render a saved result')
     parser.add_argument('--train-log', nargs='+', default=[],
                         metavar='NAME=PATH[=COMMAND]',
                         help='also summarise real tools/train.py runs')
-    parser.add_argument('--skip', type=int, default=50, help='leave out '
-                        'the first iterations of each --train-log')
-    parser.add_argument('--out', help='write the JSON result here')
-    parser.add_argument('--out-md', help='write the section into this '
+    parser.add_argument('--skip', type=bounded(int, 0), default=50,
+                        help='leave out the first iterations of each '
+                        '--train-log')
+    parser.add_argument('--out', type=output_file('JSON', 'result.json'),
+                        help='write the JSON result here')
+    parser.add_argument('--out-md',
+                        type=output_file('Markdown file', 'benchmarks.md'),
+                        help='write the section into this '
                         'Markdown file (e.g. docs/benchmarks.md)')
     return parser.parse_args(argv)
 
@@ -60,6 +72,7 @@ def main(argv=None):
     import torch
     from repvgg_seg import apis
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    apis.check_device(device)
     if args.from_json:
         result = apis.load_training_result(args.from_json)
         command = result['command']

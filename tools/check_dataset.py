@@ -10,12 +10,12 @@ problems, 2 when the config or the data folders cannot be read.
 """
 import argparse
 
-from repvgg_seg_cli import add_cfg_options, positive, run_cli
+from repvgg_seg_cli import add_cfg_options, config_file, positive, run_cli
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('config', help='training config')
+    parser.add_argument('config', type=config_file, help='training config')
     parser.add_argument('--splits', nargs='+', default=['train', 'val'],
                         choices=['train', 'val', 'test'],
                         help='data sets to check (default: train val)')

@@ -9,13 +9,17 @@ failed conversion.
 """
 import argparse
 
-from repvgg_seg_cli import cli_main, package_choice, run_cli
+from repvgg_seg_cli import (checkpoint_file, cli_main, output_file,
+                            package_choice, run_cli)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('src', metavar='SRC', help='checkpoint to read')
-    parser.add_argument('dst', metavar='DST', help='file to write')
+    parser.add_argument('src', metavar='SRC', type=checkpoint_file,
+                        help='checkpoint to read')
+    parser.add_argument('dst', metavar='DST',
+                        type=output_file('converted checkpoint', 'out.pth'),
+                        help='file to write')
     parser.add_argument('--arch', metavar='ARCH',
                         type=package_choice('repvgg_seg.models',
                                             'ARCH_SETTINGS'),

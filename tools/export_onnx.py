@@ -13,7 +13,8 @@ Then, e.g.: trtexec --onnx=OUT.onnx --fp16 --saveEngine=OUT.engine
 """
 import argparse
 
-from repvgg_seg_cli import bounded, positive, run_cli
+from repvgg_seg_cli import (bounded, checkpoint_file, config_file,
+                            output_file, positive, run_cli)
 
 #: Opsets the TorchScript exporter writes that hold every op used here
 #: (Resize with sizes needs 11); larger sides than this are no camera frame.
@@ -31,9 +32,12 @@ def newest_opset():
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('config', help='training or deploy config')
-    parser.add_argument('checkpoint', help='training or fused checkpoint')
-    parser.add_argument('out', help='ONNX file to write')
+    parser.add_argument('config', type=config_file,
+                        help='training or deploy config')
+    parser.add_argument('checkpoint', type=checkpoint_file,
+                        help='training or fused checkpoint')
+    parser.add_argument('out', type=output_file('ONNX model', 'model.onnx'),
+                        help='ONNX file to write')
     parser.add_argument('--shape', nargs=2, metavar=('H', 'W'),
                         type=positive(int, MAX_SIDE),
                         help=f'input size, each side 1..{MAX_SIDE} '

@@ -9,13 +9,16 @@ mmpretrain; training or fused form); the file is written atomically.
 """
 import argparse
 
-from repvgg_seg_cli import run_cli
+from repvgg_seg_cli import checkpoint_file, output_file, run_cli
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('checkpoint', help='classifier checkpoint')
-    parser.add_argument('out', help='backbone checkpoint to write')
+    parser.add_argument('checkpoint', type=checkpoint_file,
+                        help='classifier checkpoint')
+    parser.add_argument('out', type=output_file('backbone checkpoint',
+                                                'backbone.pth'),
+                        help='backbone checkpoint to write')
     return parser.parse_args(argv)
 
 

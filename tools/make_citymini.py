@@ -5,15 +5,18 @@ The video drives through the same synthetic streets.
 Example: python tools/make_citymini.py
 then:    python tools/prepare_cityscapes.py data/citymini
 Video:   python tools/make_citymini.py --video data/drive.mp4
-Both:    python tools/make_citymini.py --out data/citymini --video data/drive.mp4
+Both: python tools/make_citymini.py --out data/citymini --video data/drive.mp4
 """
 import argparse
 import time
 
-from repvgg_seg_cli import bounded, positive, run_cli
+from repvgg_seg_cli import (bounded, output_file, output_folder, positive,
+                            run_cli)
 
 #: Scene sizes the street renderer draws sensibly.
 MIN_SIDE, MAX_SIDE = 32, 8192
+#: Seeds numpy takes.
+MAX_SEED = 2**32 - 1
 #: Where the data set goes when neither --out nor --video is given.
 DEFAULT_OUT = 'data/citymini'
 
@@ -24,8 +27,9 @@ def parse_args(argv=None):
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split('\n\n', 1)[1])
     parser.add_argument(
-        '--out', help=f'output Cityscapes root (default: {DEFAULT_OUT}; '
-        'with --video, the data set is written only if --out is given)')
+        '--out', type=output_folder('data set'),
+        help=f'output Cityscapes root (default: {DEFAULT_OUT}; with '
+        '--video, the data set is written only if --out is given)')
     parser.add_argument('--num-train', type=positive(int), default=24,
                         help='training scenes (default: %(default)s)')
     parser.add_argument('--num-val', type=positive(int), default=8,
@@ -36,11 +40,12 @@ def parse_args(argv=None):
     parser.add_argument('--width', type=bounded(int, MIN_SIDE, MAX_SIDE),
                         default=512, help='scene width in pixels '
                         '(default: %(default)s)')
-    parser.add_argument('--seed', type=int, default=0,
-                        help='random seed (default: %(default)s)')
+    parser.add_argument('--seed', type=bounded(int, 0, MAX_SEED), default=0,
+                        help=f'random seed, 0..{MAX_SEED} (default: '
+                        '%(default)s)')
     parser.add_argument(
         '--video',
-        metavar='PATH',
+        metavar='PATH', type=output_file('video', 'drive.mp4'),
         help='write a synthetic driving video here (.mp4) instead of the '
         'data set (add --out to write both)')
     parser.add_argument('--frames', type=positive(int), default=150,

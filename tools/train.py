@@ -5,14 +5,17 @@ Multi-GPU/node:  torchrun --nproc_per_node=N tools/train.py CONFIG --launcher py
 """
 import argparse
 
-from repvgg_seg_cli import (add_runner_arguments, package_choice,
-                            parse_runner_args, run_cli)
+from repvgg_seg_cli import (add_runner_arguments, config_file,
+                            output_folder, package_choice, parse_runner_args,
+                            run_cli)
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('config', help='train config file path')
-    parser.add_argument('--work-dir', help='where to save logs and models')
+    parser.add_argument('config', type=config_file,
+                        help='train config file path')
+    parser.add_argument('--work-dir', type=output_folder('logs and models'),
+                        help='where to save logs and models')
     parser.add_argument(
         '--resume', action='store_true',
         help='resume from the latest checkpoint in the work_dir')

@@ -10,15 +10,18 @@ config. The overlay is H.264 (browsers play it) when PyAV is installed.
 import argparse
 import os
 
-from repvgg_seg_cli import positive, run_cli
+from repvgg_seg_cli import (bounded, checkpoint_file, config_file, positive,
+                            run_cli)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('video', help='video file, folder of frames or '
                         'camera index')
-    parser.add_argument('config', help='training or deploy config')
-    parser.add_argument('checkpoint', help='training or fused checkpoint')
+    parser.add_argument('config', type=config_file,
+                        help='training or deploy config')
+    parser.add_argument('checkpoint', type=checkpoint_file,
+                        help='training or fused checkpoint')
     parser.add_argument('--out', help='overlay video to write (.mp4, .mkv: '
                         'H.264; .avi: MJPG); same size, fps and frame count '
                         'as the input')
@@ -31,15 +34,15 @@ def parse_args(argv=None):
     parser.add_argument('--fp32', action='store_true',
                         help='on a GPU, use the MMSeg fp32 path instead of '
                         'the default fast path (fp16, CUDA graphs)')
-    parser.add_argument('--batch-size', type=int, default=1,
+    parser.add_argument('--batch-size', type=positive(int), default=1,
                         help='frames per forward pass (default: '
                         '%(default)s)')
-    parser.add_argument('--opacity', type=float, default=0.5,
+    parser.add_argument('--opacity', type=bounded(float, 0, 1), default=0.5,
                         help='opacity of the label colours, in [0, 1] '
                         '(default: %(default)s)')
     parser.add_argument('--show-fps', action='store_true',
                         help='draw the live FPS and latency on the overlay')
-    parser.add_argument('--max-frames', type=int,
+    parser.add_argument('--max-frames', type=bounded(int, 0),
                         help='stop after this many frames')
     parser.add_argument('--fps', type=positive(float, 1000),
                         help='frame rate of a folder of frames (default 30), '
@@ -55,7 +58,7 @@ def parse_args(argv=None):
                         'it, else libx264; OpenCV without PyAV), libx264, '
                         'libx265, h264_nvenc, hevc_nvenc, ..., or opencv '
                         '(default: %(default)s)')
-    parser.add_argument('--crf', type=int, default=23,
+    parser.add_argument('--crf', type=bounded(int, 0, 51), default=23,
                         help='quality (x264 CRF, NVENC CQ): lower is better '
                         '(default: %(default)s)')
     parser.add_argument('--preset', default='ultrafast',

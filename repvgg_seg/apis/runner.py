@@ -25,6 +25,7 @@ from ..models.checkpoints import (CheckpointMismatch, backbone_arch,
                                   read_checkpoint, state_dict_of)
 from ..models.pretrained_urls import fetch_pretrained
 from ..compat import find_latest_complete_checkpoint
+from ..utils.cli import has_display
 from ..utils.config import read_config
 from ..utils.errors import ConfigError, InvalidArgument, UserError
 from ..utils.files import TMP_PREFIX, folder_lock
@@ -41,6 +42,11 @@ TORCHRUN_VARIABLES = ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
 def _positive_int(value):
     return isinstance(value, int) and not isinstance(value, bool) and \
         value > 0
+
+
+def _non_negative_int(value):
+    return isinstance(value, int) and not isinstance(value, bool) and \
+        value >= 0
 
 
 def _seed(value):
@@ -63,6 +69,9 @@ RUNNER_SETTINGS = (
     ('train_dataloader.batch_size', _positive_int, 'a positive integer'),
     ('val_dataloader.batch_size', _positive_int, 'a positive integer'),
     ('test_dataloader.batch_size', _positive_int, 'a positive integer'),
+    ('train_dataloader.num_workers', _non_negative_int, 'an integer >= 0'),
+    ('val_dataloader.num_workers', _non_negative_int, 'an integer >= 0'),
+    ('test_dataloader.num_workers', _non_negative_int, 'an integer >= 0'),
     ('model.decode_head.num_classes', _positive_int, 'a positive integer'),
     ('model.head.num_classes', _positive_int, 'a positive integer'),
     ('randomness.seed', _seed, 'an integer or None'),
@@ -214,15 +223,16 @@ def enable_amp(cfg, precision='fp16'):
 def build_runner(cfg, summary=None):
     """The Runner of ``cfg`` (a :class:`QuietRunner`, unless the config
     names its own ``runner_type``), with the ``summary`` hook (a
-    :class:`RunSummary`) if given; a KeyError/ValueError/TypeError while
-    building it (the model, the hooks) is a setting of the config that does
-    not work, reported as such."""
+    :class:`RunSummary`) if given; a KeyError/ValueError/TypeError (or a
+    RuntimeError of torch: a negative layer width) while building it (the
+    model, the hooks) is a setting of the config that does not work,
+    reported as such."""
     try:
         if 'runner_type' in cfg:
             runner = RUNNERS.build(cfg)
         else:
             runner = QuietRunner.from_cfg(cfg)
-    except (KeyError, ValueError, TypeError) as exc:
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
         if isinstance(exc, UserError):
             raise
         raise ConfigError(f'cannot build the Runner of {cfg.filename} '
@@ -271,6 +281,13 @@ def configure_show(cfg, show=False, show_dir=None, wait_time=2,
                               'default_hooks (SegVisualizationHook)')
     if interval < 1:
         raise InvalidArgument(f'--show-interval must be >= 1, got {interval}')
+    if show and not has_display():
+        raise InvalidArgument('--show needs a display, and neither DISPLAY '
+                              'nor WAYLAND_DISPLAY is set: save the painted '
+                              'images with --show-dir DIR instead')
+    if show_dir and osp.isfile(osp.join(cfg.work_dir, show_dir)):
+        raise InvalidArgument(f'--show-dir {show_dir} is a file: give a '
+                              'folder for the painted images')
     hook.update(draw=True, interval=interval)
     if show:
         hook.update(show=True, wait_time=wait_time)
