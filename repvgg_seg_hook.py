@@ -3,15 +3,16 @@
 mmseg 1.2.2 imports ``mmcv.ops`` at module load, and ``mmcv/ops/__init__.py``
 loads the compiled ``mmcv._ext``, which lite lacks: ``from mmseg.apis import
 init_model`` fails unless ``repvgg_seg`` was imported first. Installing the
-package puts ``repvgg_seg_hook.pth`` into site-packages, which makes every
-interpreter call :func:`install` at start-up. That only adds a meta-path
-finder (stdlib only, nothing imported): when ``mmcv.ops`` is imported and
-mmcv has no compiled extension, the finder provides a stand-in ``mmcv.ops``
-whose pure-PyTorch submodules (``point_sample``) load from mmcv's real files
-and whose compiled ops that mmseg imports are placeholders raising a clear
-error when used.
-With full mmcv the finder steps aside. A top-level module, not part of the
-``repvgg_seg`` package, so that start-up imports neither torch nor mmseg.
+package puts ``repvgg_seg_hook.pth`` into site-packages; site.py runs it in
+every interpreter, so it imports nothing there: it adds a trigger to
+``sys.meta_path`` that imports this module only when something imports
+``mmcv.ops`` (and keeps quiet if that fails). Then :func:`install` adds the
+finder below: when mmcv has no compiled extension it provides a stand-in
+``mmcv.ops`` whose pure-PyTorch submodules (``point_sample``) load from
+mmcv's real files and whose compiled ops are placeholders raising a clear
+error when used. With full mmcv the finder steps aside. A top-level module,
+not part of the ``repvgg_seg`` package, so that loading it imports neither
+torch nor mmseg.
 """
 import importlib
 import importlib.abc
@@ -91,6 +92,10 @@ class LiteOpsFinder(importlib.abc.MetaPathFinder):
 
 
 def install():
-    """Put the finder first on ``sys.meta_path`` (once)."""
-    if not any(isinstance(f, LiteOpsFinder) for f in sys.meta_path):
-        sys.meta_path.insert(0, LiteOpsFinder())
+    """Put the finder first on ``sys.meta_path`` (once); returns it."""
+    for finder in sys.meta_path:
+        if isinstance(finder, LiteOpsFinder):
+            return finder
+    finder = LiteOpsFinder()
+    sys.meta_path.insert(0, finder)
+    return finder

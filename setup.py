@@ -50,7 +50,7 @@ setup(
     long_description_content_type='text/markdown',
     license='Apache-2.0',
     packages=find_packages(include=['repvgg_seg', 'repvgg_seg.*']),
-    py_modules=['repvgg_seg_hook'],
+    py_modules=['repvgg_seg_hook', 'repvgg_seg_cli'],
     cmdclass=dict(build_py=build_py_with_pth,
                   editable_wheel=editable_wheel_with_pth),
     package_data={'repvgg_seg.classification': ['imagenet_classes.txt']},

@@ -10,21 +10,26 @@ or its training config.
 """
 import argparse
 
-import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
-from repvgg_seg.apis import segment_images
-from repvgg_seg.utils.cli import run_cli
+from repvgg_seg_cli import (bounded, checkpoint_file, config_file,
+                            output_folder, run_cli)
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('img', help='image file or folder of images')
-    parser.add_argument('config', help='training or deploy config')
-    parser.add_argument('checkpoint', help='training or fused checkpoint')
+    parser.add_argument('config', type=config_file,
+                        help='training or deploy config')
+    parser.add_argument('checkpoint', type=checkpoint_file,
+                        help='training or fused checkpoint')
     parser.add_argument('--out-dir', default='demo_out',
-                        help='folder for the overlay PNGs')
-    parser.add_argument('--device', default='cpu', help='e.g. cuda:0')
-    parser.add_argument('--opacity', type=float, default=0.5,
-                        help='opacity of the class colours, in [0, 1]')
+                        type=output_folder('overlays'),
+                        help='folder for the overlay PNGs (default: '
+                        '%(default)s)')
+    parser.add_argument('--device', default='cpu',
+                        help='e.g. cuda:0 (default: %(default)s)')
+    parser.add_argument('--opacity', type=bounded(float, 0, 1), default=0.5,
+                        help='opacity of the class colours, in [0, 1] '
+                        '(default: %(default)s)')
     parser.add_argument('--legend', action='store_true',
                         help='add a class-colour legend beside each image')
     return parser.parse_args()
@@ -32,6 +37,7 @@ def parse_args():
 
 def main():
     args = parse_args()
+    from repvgg_seg.apis import segment_images
     written = segment_images(args.img, args.config, args.checkpoint,
                              args.out_dir, args.device, args.opacity,
                              args.legend)

@@ -187,6 +187,14 @@ def step_with_grads(model, batch):
     return data['inputs'], losses, loss.detach(), grads
 
 
+def run_logs(work_dir):
+    """The log files of the runs in ``work_dir`` (tools/train.py and
+    tools/test.py keep the console short; the logs have everything)."""
+    import glob
+    return ''.join(open(path).read() for path in sorted(
+        glob.glob(osp.join(glob.escape(str(work_dir)), '*', '*.log'))))
+
+
 def torchrun_train(config, work_dir, *args, nproc=2):
     """``tools/train.py CONFIG --launcher pytorch --work-dir DIR ARGS``
     under torchrun on the CPU; the finished process."""
@@ -218,12 +226,13 @@ def data_root_options(root, *extra):
 
 def train(config, work_dir, root, *options, iters=6, args=(), env=None):
     """``tools/train.py`` for ``iters`` iterations on the data at ``root``,
-    which must succeed; its log (stdout and stderr)."""
+    which must succeed; its output and its log files (the console is kept
+    short)."""
     result = run_tool('train.py', config, '--work-dir', work_dir, *args,
                       *data_root_options(root, f'train_cfg.max_iters={iters}',
                                          *options), env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout + result.stderr
+    return result.stdout + result.stderr + run_logs(work_dir)
 
 
 def train_losses(config, work_dir, root, *options, iters=4):

@@ -104,7 +104,7 @@ def _test(config, checkpoint, work_dir, root):
     result = run_tool('test.py', config, checkpoint, '--work-dir', work_dir,
                       *data_root_options(root))
     assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout + result.stderr
+    return result.stdout + result.stderr + run_logs(work_dir)
 
 
 def _load(path):
@@ -180,6 +180,7 @@ def test_two_process_distributed_training_with_the_switch(
         *data_root_options(data_root, 'train_cfg.max_iters=2'))
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-3000:]
+    log += run_logs(tmp_path)
     assert 'Distributed training: True' in log and SYNC_FREE in log
     checkpoint = _load(tmp_path / 'iter_2.pth')
     assert checkpoint['meta']['iter'] == 2

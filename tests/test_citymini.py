@@ -1,5 +1,6 @@
 """Citymini must look like real Cityscapes to every tool, reproducibly."""
 import json
+import os
 import re
 import runpy
 import sys
@@ -10,6 +11,7 @@ import pytest
 from cityscapesscripts.helpers.annotation import Annotation
 from cityscapesscripts.helpers.labels import name2label
 from cityscapesscripts.preparation.json2labelImg import createLabelImage
+from forked import run_tool
 from helpers import read_video
 from PIL import Image
 
@@ -179,3 +181,13 @@ def test_cli_writes_the_set_and_video(tmp_path, monkeypatch, capsys):
     assert len(list((out / 'leftImg8bit').rglob('*.png'))) == 3
     assert video.is_file()
     assert 'prepare_cityscapes.py' in capsys.readouterr().out
+
+
+def test_cli_video_alone_writes_only_the_video(tmp_path):
+    video = tmp_path / 'drive.mp4'
+    result = run_tool(str(REPO / 'tools' / 'make_citymini.py'), '--video',
+                      video, '--frames', '2', '--height', '64', '--width',
+                      '128', setup=lambda: os.chdir(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert os.listdir(tmp_path) == ['drive.mp4']
+    assert 'prepare_cityscapes' not in result.stdout

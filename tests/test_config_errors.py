@@ -50,15 +50,19 @@ def error_line(result):
 
 
 @pytest.mark.parametrize('option, expected', [
-    ('foo', r"--cfg-options 'foo' is not KEY=VALUE"),
     ('model.backbone.arch=Z9', r"unknown arch 'Z9'"),
-    ('train_cfg.max_iters=abc', r"train_cfg.max_iters is 'abc' .*positive "
+    ('train_cfg.max_iters=abc', r"--cfg-options train_cfg.max_iters='abc': "
+     r'the config has 6 there: give an integer'),
+    ('train_cfg.max_iters=-3', r'train_cfg.max_iters is -3 .*positive '
      r'integer'),
     ('train_dataloader.batch_size=0', r'train_dataloader.batch_size is 0'),
     ('train_cfg.val_interval=0', r'train_cfg.val_interval is 0'),
-    ('randomness.seed=abc', r"randomness.seed is 'abc' .*integer or None"),
+    ('randomness.seed=abc', r"randomness.seed='abc': .* give an integer"),
     ('optim_wrapper.optimizer.lr=nan', r'lr is nan .*finite positive'),
     ('model.decode_head.num_classes=0', r'num_classes is 0'),
+    ('env_cfg.torch_num_threads=0', r'env_cfg.torch_num_threads is 0 '),
+    ('model.decode_head.channels=-4', r'cannot build the (Runner|model) of '
+     r'.*negative dimension -4'),
 ])
 @pytest.mark.parametrize('name', ['train', 'test'])
 def test_bad_options_are_one_line(name, option, expected, data_root,

@@ -130,15 +130,6 @@ def test_misnamed_files_say_what_they_are(kind, expected, tmp_path):
     assert 'arbitrary code' not in str(info.value)
 
 
-def test_test_tool_says_a_directory_is_one(tmp_path):
-    folder = tmp_path / 'work_dir'
-    folder.mkdir()
-    result = run_tool(tool('test'), TINY_CONFIG, folder, '--work-dir',
-                      tmp_path)
-    assert re.search(r'work_dir is a directory: give the checkpoint file',
-                     error_line(result))
-
-
 @pytest.mark.parametrize('name', ['int_key', 'one_d_kernel', 'block_index',
                                   'list', 'meta_string'])
 @pytest.mark.parametrize('loader', ['convert', 'extract', 'pretrained'])

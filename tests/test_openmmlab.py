@@ -62,9 +62,60 @@ def test_installed_hook_lets_mmseg_import_first(code):
     # the control: the same imports with the installed hook's finder taken
     # off sys.meta_path fail as they did before the hook existed
     unhook = ('import sys; sys.meta_path[:] = [f for f in sys.meta_path if '
-              'type(f).__name__ != "LiteOpsFinder"]; ')
+              'getattr(f, "__name__", type(f).__name__) not in '
+              '("LiteOpsTrigger", "LiteOpsFinder")]; ')
     without_hook = _python(unhook + code)
     assert "No module named 'mmcv._ext'" in without_hook.stderr
+
+
+def _hook_site(tmp_path, module_source=None):
+    """A site dir holding the hook's .pth, and ``repvgg_seg_hook.py`` with
+    ``module_source`` (default: the real one; '' for none, as after an
+    uninstall that left the .pth)."""
+    shutil.copy(REPO / 'repvgg_seg_hook.pth', tmp_path)
+    if module_source is None:
+        shutil.copy(REPO / 'repvgg_seg_hook.py', tmp_path)
+    elif module_source:
+        (tmp_path / 'repvgg_seg_hook.py').write_text(module_source)
+    return tmp_path
+
+
+def _bare_python(code, site_dir):
+    """``code`` in an interpreter without site-packages (``-S``, and run in
+    ``site_dir``: no repvgg_seg_hook from the source tree) that then
+    processes ``site_dir`` as site.py does, with ``BEFORE`` the modules
+    imported before that."""
+    return subprocess.run(
+        [sys.executable, '-S', '-c', 'import site, sys; BEFORE = '
+         f'set(sys.modules); site.addsitedir({str(site_dir)!r}); ' + code],
+        cwd=site_dir, capture_output=True, text=True, timeout=300)
+
+
+def test_hook_pth_imports_nothing_at_start_up(tmp_path):
+    # the .pth runs in every interpreter: it may only add its trigger
+    result = _bare_python(
+        'print(sorted(set(sys.modules) - BEFORE), [getattr(f, "__name__", '
+        '"") for f in sys.meta_path].count("LiteOpsTrigger"))',
+        _hook_site(tmp_path))
+    assert (result.stdout, result.stderr) == ('[] 1\n', '')
+
+
+@pytest.mark.parametrize('module_source', [
+    '', 'raise RuntimeError("broken hook")\n', 'def install(:\n'],
+    ids=['uninstalled', 'raises', 'syntax-error'])
+def test_broken_or_missing_hook_module_keeps_every_process_quiet(
+        tmp_path, module_source):
+    site_dir = _hook_site(tmp_path, module_source)
+    unrelated = _bare_python('import json; print("ok")', site_dir)
+    assert (unrelated.returncode, unrelated.stdout, unrelated.stderr) == (
+        0, 'ok\n', '')
+    # importing mmcv.ops gets mmcv's own error, not the hook's traceback
+    site_packages = str(Path(mmseg.__file__).parents[1])
+    mmcv_ops = _bare_python(f'sys.path.append({site_packages!r}); '
+                            'import mmcv.ops', site_dir)
+    assert 'mmcv._ext' in mmcv_ops.stderr
+    assert 'broken hook' not in mmcv_ops.stderr
+    assert 'repvgg_seg_hook' not in mmcv_ops.stderr
 
 
 @pytest.mark.skipif(not compiled_ops_available(), reason='needs full mmcv')
@@ -90,7 +141,7 @@ def wheels(tmp_path_factory):
     """A regular and an editable wheel built from a copy of the project."""
     src = tmp_path_factory.mktemp('src')
     for name in ('setup.py', 'README.md', 'repvgg_seg_hook.py',
-                 'repvgg_seg_hook.pth'):
+                 'repvgg_seg_hook.pth', 'repvgg_seg_cli.py'):
         shutil.copy(REPO / name, src)
     shutil.copytree(REPO / 'repvgg_seg', src / 'repvgg_seg',
                     ignore=shutil.ignore_patterns('__pycache__'))

@@ -243,7 +243,6 @@ def test_convert_keeps_the_source_form_by_default(source, checkpoint_files,
      'holds RepVGG-A0 weights, not RepVGG-A1'),
     (['official-train', 'official-train', '--arch', 'A0'],
      'refusing to overwrite the source'),
-    (['missing', 'out.pth', '--arch', 'A0'], 'does not exist'),
 ])
 def test_convert_refusals_exit_2_with_a_message(
         argv, message, checkpoint_files, tmp_path, convert_tool, capsys):

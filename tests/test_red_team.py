@@ -44,6 +44,7 @@ def test_yaml_config_cannot_run_code(name, tmp_path):
         f'x: !!python/object/apply:os.system ["touch {marker}"]\n')
     (tmp_path / 'child.yml').write_text('_base_: [evil.yaml]\ny: 1\n')
     (tmp_path / 'child.py').write_text("_base_ = ['evil.yaml']\n")
+    (tmp_path / 'ckpt.pth').write_bytes(b'never read')
     result = run_tool(tool('test'), tmp_path / name, tmp_path / 'ckpt.pth')
     assert re.search(r'YAML config .*line 1 .*Python object',
                      one_error_line(result))

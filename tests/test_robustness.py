@@ -110,7 +110,7 @@ def assert_one_error_line(result, pattern):
     assert result.returncode > 0, result
     assert 'Traceback' not in result.stderr, result.stderr
     errors = [line for line in result.stderr.splitlines()
-              if line.startswith('error: ')]
+              if line.startswith('error: ') or ': error: ' in line]
     assert len(errors) == 1, result.stderr
     assert re.search(pattern, errors[0]), errors[0]
 
@@ -120,7 +120,10 @@ def test_tool_refuses_bad_checkpoint(name, case, files, tmp_path):
     script, make_args = TOOLS[name]
     out = str(tmp_path / 'out')
     result = run_tool(tool(script), *make_args(files, files[case], out))
-    assert_one_error_line(result, EXPECTED[case])
+    expected = EXPECTED[case]
+    if (name, case) == ('classify', 'other_arch'):  # an A0 segmentor's
+        expected = "holds a segmentor's weights, the config builds a clas"
+    assert_one_error_line(result, expected)
     assert not files['marker'].exists()
     assert not [p for p in os.listdir(tmp_path) if p.startswith('out')]
 
@@ -149,7 +152,7 @@ def broken_config(tmp_path_factory):
 
 @pytest.mark.parametrize('name', ['train', 'test'])
 @pytest.mark.parametrize('case, expected', [
-    ('missing_config', 'config .*nowhere.py does not exist'),
+    ('missing_config', 'argument config: .*nowhere.py does not exist'),
     ('broken_config', 'cannot read config .*broken.py .*SyntaxError'),
     ('missing_data', r'nowhere/.* does not exist.*prepare the data set .*'
      r'data_root=DIR'),

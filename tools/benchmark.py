@@ -23,11 +23,11 @@ import os.path as osp
 import shlex
 import sys
 
-import torch
+from repvgg_seg_cli import (bounded, checkpoint_file, config_file, input_file,
+                            output_file, positive, run_cli)
 
-import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
-from repvgg_seg.apis import run_benchmark
-from repvgg_seg.utils import run_cli
+#: Larger input sides than this are no camera frame.
+MAX_SIDE = 8192
 
 #: Images the fast path's labels are compared on (random if none).
 DEFAULT_AGREEMENT_IMAGES = 'data/citymini/leftImg8bit/val/*/*.png'
@@ -38,23 +38,27 @@ def parse_args(argv):
         description=' '.join(__doc__.split('\n\n')[0].split()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog='\n'.join(__doc__.splitlines()[3:]))
-    parser.add_argument('config', nargs='?', help='segmentor config (the '
-                        'template of --sweep)')
-    parser.add_argument('checkpoint', nargs='?', help='optional weights')
-    parser.add_argument('--shape', nargs=2, type=int, metavar=('H', 'W'),
+    parser.add_argument('config', nargs='?', type=config_file,
+                        help='segmentor config (the template of --sweep)')
+    parser.add_argument('checkpoint', nargs='?', type=checkpoint_file,
+                        help='optional weights')
+    parser.add_argument('--shape', nargs=2, type=positive(int, MAX_SIDE),
+                        metavar=('H', 'W'),
                         help='input size (default 1024 2048; --imagenet '
                         '224 224)')
-    parser.add_argument('--batch-size', type=int,
+    parser.add_argument('--batch-size', type=positive(int),
                         help='default 1; --imagenet 128 (the paper\'s)')
-    parser.add_argument('--device', default='cuda' if
-                        torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--device', help='e.g. cuda:0 or cpu (default: '
+                        'cuda if available, else cpu)')
     parser.add_argument('--fp16', action='store_true',
                         help='float16 autocast (default fp32)')
-    parser.add_argument('--repeat', type=int, default=30)
-    parser.add_argument('--warmup', type=int, default=10)
+    parser.add_argument('--repeat', type=positive(int), default=30,
+                        help='timed calls per model (default: %(default)s)')
+    parser.add_argument('--warmup', type=bounded(int, 0), default=10,
+                        help='untimed calls first (default: %(default)s)')
     parser.add_argument('--baseline', nargs='+', default=[], metavar='NAME',
                         help='MMSeg models or our RDRNet configs by short '
-                        'name (see above), e.g. pidnet-s ddrnet-23-slim '
+                        'name (listed below), e.g. pidnet-s ddrnet-23-slim '
                         'rdrnet-s-simple, or config paths')
     parser.add_argument('--sweep', nargs='+', default=[], metavar='ARCH',
                         help='measure these RepVGG archs in CONFIG\'s model '
@@ -78,16 +82,23 @@ def parse_args(argv):
                         'WRONG and never counted as the best')
     parser.add_argument('--profile', metavar='VARIANT', help='print the '
                         'time per GPU kernel of this fast-path variant')
-    parser.add_argument('--peak-tflops', type=float, help='the device\'s '
-                        'datasheet rate, to report the fast path against')
+    parser.add_argument('--peak-tflops', type=positive(float),
+                        help='the device\'s datasheet rate, to report the '
+                        'fast path against')
     parser.add_argument('--title', help='section title (and key) in --out-md'
                         '; with --from-json it replaces the saved one')
-    parser.add_argument('--out', help='write the results as JSON')
-    parser.add_argument('--plot', help='write the speed-vs-params plot (and '
-                        'for segmentors PLOT_miou.png, speed vs mIoU)')
-    parser.add_argument('--out-md', help='write or replace this run\'s '
+    parser.add_argument('--out', type=output_file('JSON', 'result.json'),
+                        help='write the results as JSON')
+    parser.add_argument('--plot', type=output_file('plot', 'speed.png'),
+                        help='write the speed-vs-params plot (and for '
+                        'segmentors PLOT_miou.png, speed vs mIoU)')
+    parser.add_argument('--out-md',
+                        type=output_file('Markdown file', 'benchmarks.md'),
+                        help='write or replace this run\'s '
                         'section of a Markdown file (e.g. docs/benchmarks.md)')
-    parser.add_argument('--from-json', help='render --out-md/--plot from a '
+    parser.add_argument('--from-json',
+                        type=input_file('benchmark JSON', ('.json', )),
+                        help='render --out-md/--plot from a '
                         'saved JSON instead of measuring')
     args = parser.parse_args(argv)
     if not (args.config or args.imagenet or args.from_json):
@@ -95,18 +106,24 @@ def parse_args(argv):
     args.shape = args.shape or ((224, 224) if args.imagenet else (1024, 2048))
     args.batch_size = args.batch_size or (128 if args.imagenet else 1)
     args.command = shlex.join(['python', 'tools/benchmark.py'] + argv)
+    return args
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    import torch
+    from repvgg_seg.apis import check_device, run_benchmark
+    args.device = args.device or ('cuda' if torch.cuda.is_available()
+                                  else 'cpu')
+    check_device(args.device)
     if args.title is None and not args.from_json:
         what = ('ImageNet classifiers' if args.imagenet else
                 osp.splitext(osp.basename(args.config or ''))[0])
         args.title = (f'{what}, {args.shape[0]}x{args.shape[1]}, batch '
                       f'{args.batch_size}, {"fp16" if args.fp16 else "fp32"}'
                       f', {args.device}')
-    return args
-
-
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    run_benchmark(parse_args(argv))
+    run_benchmark(args)
 
 
 if __name__ == '__main__':

@@ -16,11 +16,8 @@ import argparse
 import shlex
 import sys
 
-import torch
-
-import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
-from repvgg_seg import apis
-from repvgg_seg.utils.cli import positive, run_cli
+from repvgg_seg_cli import (bounded, input_file, output_file, package_choice,
+                            positive, run_cli)
 
 
 def parse_args(argv):
@@ -33,47 +30,67 @@ def parse_args(argv):
                         help='MMSeg baselines by short name (pspnet_r50-d8, '
                         'ddrnet-23-slim, ...) or config path '
                         '(mmseg::ddrnet/....py)')
-    parser.add_argument('--variants', nargs='+', choices=apis.TRAINING_VARIANTS,
-                        default=list(apis.DEFAULT_TRAINING_VARIANTS))
-    parser.add_argument('--device', default='cuda' if
-                        torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--variants', nargs='+', metavar='VARIANT',
+                        type=package_choice('repvgg_seg.apis',
+                                            'TRAINING_VARIANTS'),
+                        help='memory layout and precision: nchw or cl '
+                        '(channels_last), fp32, fp16 or bf16 (default: '
+                        'nchw-fp16 cl-fp16 cl-bf16)')
+    parser.add_argument('--device', help='e.g. cuda:0 or cpu (default: '
+                        'cuda if available, else cpu)')
     parser.add_argument('--batch-size', type=positive(int), default=2,
                         help='images per step on the one device, whatever '
                         "the config's per-GPU batch (e.g. 12 = 2xb6 on one "
-                        'GPU)')
+                        'GPU; default: %(default)s)')
     parser.add_argument('--data-root', help='Cityscapes-format data for '
                         'the real train pipeline (default: random crops)')
-    parser.add_argument('--num-workers', type=int, help='override the '
-                        'train dataloader workers of every config')
-    parser.add_argument('--warmup', type=int, default=10)
-    parser.add_argument('--iters', type=int, default=30)
+    parser.add_argument('--num-workers', type=bounded(int, 0),
+                        help='override the train dataloader workers of '
+                        'every config')
+    parser.add_argument('--warmup', type=bounded(int, 0), default=10,
+                        help='untimed iterations first (default: '
+                        '%(default)s)')
+    parser.add_argument('--iters', type=positive(int), default=30,
+                        help='timed iterations (default: %(default)s)')
     parser.add_argument('--title', default='Training speed')
-    parser.add_argument('--from-json', help='re-render a saved result')
+    parser.add_argument('--from-json',
+                        type=input_file('benchmark JSON', ('.json', )),
+                        help='re-render a saved result')
     parser.add_argument('--train-log', nargs='+', default=[],
                         metavar='NAME=PATH[=COMMAND]',
                         help='also summarise real tools/train.py runs')
-    parser.add_argument('--skip', type=int, default=50, help='leave out '
-                        'the first iterations of each --train-log')
-    parser.add_argument('--out', help='write the JSON result here')
-    parser.add_argument('--out-md', help='write the section into this '
+    parser.add_argument('--skip', type=bounded(int, 0), default=50,
+                        help='leave out the first iterations of each '
+                        '--train-log')
+    parser.add_argument('--out', type=output_file('JSON', 'result.json'),
+                        help='write the JSON result here')
+    parser.add_argument('--out-md',
+                        type=output_file('Markdown file', 'benchmarks.md'),
+                        help='write the section into this '
                         'Markdown file (e.g. docs/benchmarks.md)')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    import torch
+    from repvgg_seg import apis
+    device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    apis.check_device(device)
     if args.from_json:
         result = apis.load_training_result(args.from_json)
         command = result['command']
     else:
-        result = apis.run_training_benchmark(args.configs + args.baseline, args.variants,
-                              args.device, args.batch_size, args.data_root,
-                              args.warmup, args.iters,
-                              args.num_workers)
+        result = apis.run_training_benchmark(
+            args.configs + args.baseline,
+            args.variants or list(apis.DEFAULT_TRAINING_VARIANTS), device,
+            args.batch_size, args.data_root, args.warmup, args.iters,
+            args.num_workers)
         command = shlex.join(['python', 'tools/benchmark_train.py',
                               *(sys.argv[1:] if argv is None else argv)])
-    print(apis.report_training_benchmark(result, args.title, command, args.out,
-                          args.out_md, args.train_log, args.skip))
+    print(apis.report_training_benchmark(result, args.title, command,
+                                         args.out, args.out_md,
+                                         args.train_log, args.skip))
 
 
 if __name__ == '__main__':

@@ -8,32 +8,39 @@ python tools/benchmark_video.py configs/pspnet_repvgg_b2-fast.py \
 """
 import argparse
 
-import repvgg_seg  # noqa: F401  (registers modules)
-from repvgg_seg.apis import run_video_benchmark
-from repvgg_seg.utils.cli import bounded, run_cli
+from repvgg_seg_cli import (bounded, config_file, output_file, output_folder,
+                            positive, run_cli)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('configs', nargs='+', help='segmentation configs')
+    parser.add_argument('configs', nargs='+', type=config_file,
+                        help='segmentation configs')
     parser.add_argument('--device', default='cuda:0')
     parser.add_argument('--size', type=int, nargs=2, default=[2048, 1024],
                         metavar=('WIDTH', 'HEIGHT'), help='video size')
-    parser.add_argument('--frames', type=int, default=240)
-    parser.add_argument('--batch-size', type=int, default=1)
-    parser.add_argument('--iterations', type=int, default=50,
+    parser.add_argument('--frames', type=positive(int), default=240,
+                        help='frames of the synthetic video (default: '
+                        '%(default)s)')
+    parser.add_argument('--batch-size', type=positive(int), default=1,
+                        help='frames per forward pass (default: %(default)s)')
+    parser.add_argument('--iterations', type=positive(int), default=50,
                         help='calls of the model alone')
-    parser.add_argument('--realtime-frames', type=int, default=120,
+    parser.add_argument('--realtime-frames', type=positive(int), default=120,
                         help='frames of the real-time stream run')
     parser.add_argument('--codec', default='auto')
     parser.add_argument('--preset', default='ultrafast')
     parser.add_argument('--encoder-threads', type=bounded(int, 0, 1024),
                         default=0, help='frames encoded at once; 0 = auto: '
-                        'every core')
-    parser.add_argument('--work-dir', default='work_dirs/video_bench')
+                        'every core (default: %(default)s)')
+    parser.add_argument('--work-dir', default='work_dirs/video_bench',
+                        type=output_folder('videos and results'),
+                        help='where the videos and results go (default: '
+                        '%(default)s)')
     parser.add_argument('--video', help='use this video instead of the '
                         'synthetic one')
-    parser.add_argument('--out-json', help='default: WORK_DIR/video_'
+    parser.add_argument('--out-json', type=output_file('JSON', 'video.json'),
+                        help='default: WORK_DIR/video_'
                         '{cuda,cpu}.json')
     parser.add_argument('--markdown', default='docs/benchmarks.md',
                         help="file to update ('' for none)")
@@ -42,6 +49,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    from repvgg_seg.apis import check_device, run_video_benchmark
+    check_device(args.device)
     run_video_benchmark(
         args.configs, args.device, tuple(args.size), args.frames,
         batch_size=args.batch_size, iterations=args.iterations,

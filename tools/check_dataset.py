@@ -10,16 +10,12 @@ problems, 2 when the config or the data folders cannot be read.
 """
 import argparse
 
-import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
-from repvgg_seg.apis import check_data
-from repvgg_seg.datasets.check import plural
-from repvgg_seg.utils.cli import add_cfg_options, positive, run_cli
-from repvgg_seg.utils.text import printable
+from repvgg_seg_cli import add_cfg_options, config_file, positive, run_cli
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('config', help='training config')
+    parser.add_argument('config', type=config_file, help='training config')
     parser.add_argument('--splits', nargs='+', default=['train', 'val'],
                         choices=['train', 'val', 'test'],
                         help='data sets to check (default: train val)')
@@ -31,6 +27,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    from repvgg_seg.apis import check_data
+    from repvgg_seg.datasets.check import plural
+    from repvgg_seg.utils.text import printable
     problems, counts, seconds = check_data(args.config, args.splits,
                                            args.nproc, args.cfg_options)
     for problem in problems:

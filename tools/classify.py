@@ -9,28 +9,32 @@ training), else the label numbers are printed.
 """
 import argparse
 
-import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
-from repvgg_seg.apis import classify
-from repvgg_seg.utils.cli import positive, run_cli
-from repvgg_seg.utils.text import printable
+from repvgg_seg_cli import (checkpoint_file, config_file, input_file,
+                            positive, run_cli)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('config', help='classification config')
-    parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('images', nargs='+', help='image files')
+    parser.add_argument('config', type=config_file,
+                        help='classification config')
+    parser.add_argument('checkpoint', type=checkpoint_file,
+                        help='checkpoint file')
+    parser.add_argument('images', nargs='+', type=input_file('image'),
+                        help='image files')
     parser.add_argument('--topk', type=positive(int), default=5,
                         help='classes to print per image (default 5)')
     parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
     parser.add_argument(
-        '--classes', help='text file with one class name per line, in label '
-        'order (for checkpoints that carry none, e.g. official ones)')
+        '--classes', type=input_file('classes file'),
+        help='text file with one class name per line, in label order (for '
+        'checkpoints that carry none, e.g. official ones)')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    from repvgg_seg.apis import classify
+    from repvgg_seg.utils.text import printable
     results = classify(args.config, args.checkpoint, args.images, args.topk,
                        args.device, args.classes)
     for path, top in results:

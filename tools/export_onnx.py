@@ -13,26 +13,31 @@ Then, e.g.: trtexec --onnx=OUT.onnx --fp16 --saveEngine=OUT.engine
 """
 import argparse
 
-import torch
-
-import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
-from repvgg_seg.apis import export_onnx
-from repvgg_seg.deploy.onnx_export import DEFAULT_OPSET
-from repvgg_seg.utils.cli import bounded, positive, run_cli
+from repvgg_seg_cli import (bounded, checkpoint_file, config_file,
+                            output_file, positive, run_cli)
 
 #: Opsets the TorchScript exporter writes that hold every op used here
 #: (Resize with sizes needs 11); larger sides than this are no camera frame.
 MIN_OPSET, MAX_SIDE = 11, 8192
-MAX_OPSET = getattr(torch.onnx._constants,
-                    'ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET',
-                    torch.onnx._constants.ONNX_MAX_OPSET)
+
+
+def newest_opset():
+    """The newest opset torch's TorchScript exporter writes (imports torch,
+    so only when --opset is given)."""
+    import torch
+    return getattr(torch.onnx._constants,
+                   'ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET',
+                   torch.onnx._constants.ONNX_MAX_OPSET)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('config', help='training or deploy config')
-    parser.add_argument('checkpoint', help='training or fused checkpoint')
-    parser.add_argument('out', help='ONNX file to write')
+    parser.add_argument('config', type=config_file,
+                        help='training or deploy config')
+    parser.add_argument('checkpoint', type=checkpoint_file,
+                        help='training or fused checkpoint')
+    parser.add_argument('out', type=output_file('ONNX model', 'model.onnx'),
+                        help='ONNX file to write')
     parser.add_argument('--shape', nargs=2, metavar=('H', 'W'),
                         type=positive(int, MAX_SIDE),
                         help=f'input size, each side 1..{MAX_SIDE} '
@@ -43,10 +48,10 @@ def parse_args(argv=None):
                         help='float16 weights, input and output')
     parser.add_argument('--with-argmax', action='store_true',
                         help='output the label map instead of the logits')
-    parser.add_argument('--opset', default=DEFAULT_OPSET,
-                        type=bounded(int, MIN_OPSET, MAX_OPSET, 'an opset'),
-                        help=f'ONNX opset, {MIN_OPSET}..{MAX_OPSET} '
-                        '(default: %(default)s)')
+    parser.add_argument('--opset',
+                        type=bounded(int, MIN_OPSET, newest_opset, 'an opset'),
+                        help=f'ONNX opset, {MIN_OPSET} up to the newest this '
+                        'torch writes (default: 17)')
     parser.add_argument('--check-images', metavar='GLOB',
                         help='images to compare labels on (default: up to 8 '
                         'validation images of the config, if present)')
@@ -55,10 +60,13 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    from repvgg_seg.apis import export_onnx
+    from repvgg_seg.deploy.onnx_export import DEFAULT_OPSET
     report = export_onnx(args.config, args.checkpoint, args.out,
                          shape=args.shape, dynamic=args.dynamic,
                          fp16=args.fp16, with_argmax=args.with_argmax,
-                         opset=args.opset, check_images=args.check_images)
+                         opset=args.opset or DEFAULT_OPSET,
+                         check_images=args.check_images)
     for name, check in report['checks'].items():
         diff = '' if check['max_abs_diff'] is None else (
             f'max abs diff {check["max_abs_diff"]:.2e} (relative '

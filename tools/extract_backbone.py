@@ -9,20 +9,22 @@ mmpretrain; training or fused form); the file is written atomically.
 """
 import argparse
 
-import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
-from repvgg_seg.apis import extract_backbone
-from repvgg_seg.utils import run_cli
+from repvgg_seg_cli import checkpoint_file, output_file, run_cli
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('checkpoint', help='classifier checkpoint')
-    parser.add_argument('out', help='backbone checkpoint to write')
+    parser.add_argument('checkpoint', type=checkpoint_file,
+                        help='classifier checkpoint')
+    parser.add_argument('out', type=output_file('backbone checkpoint',
+                                                'backbone.pth'),
+                        help='backbone checkpoint to write')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    from repvgg_seg.apis import extract_backbone
     report = extract_backbone(args.checkpoint, args.out)
     form = 'fused' if report['fused'] else 'training form'
     print(f'Saved RepVGG-{report["arch"]} backbone ({form}, '

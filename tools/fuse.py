@@ -7,17 +7,20 @@ Writes the fused checkpoint and its deploy config (default: OUT.pth with
 """
 import argparse
 
-import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
-from repvgg_seg.apis import fuse_checkpoint
-from repvgg_seg.utils.cli import run_cli
+from repvgg_seg_cli import checkpoint_file, config_file, output_file, run_cli
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('config', help='training config of the checkpoint')
-    parser.add_argument('checkpoint', help='trained checkpoint')
-    parser.add_argument('out_checkpoint', help='fused checkpoint to write')
+    parser.add_argument('config', type=config_file,
+                        help='training config of the checkpoint')
+    parser.add_argument('checkpoint', type=checkpoint_file,
+                        help='trained checkpoint')
+    parser.add_argument('out_checkpoint',
+                        type=output_file('fused checkpoint', 'fused.pth'),
+                        help='fused checkpoint to write')
     parser.add_argument('--out-config',
+                        type=output_file('deploy config', 'fused.py'),
                         help='deploy config to write (default: '
                         'OUT_CHECKPOINT with .py)')
     return parser.parse_args(argv)
@@ -25,6 +28,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    from repvgg_seg.apis import fuse_checkpoint
     report = fuse_checkpoint(args.config, args.checkpoint,
                              args.out_checkpoint, args.out_config)
     print(f'Fused {report["network"]}: fused vs original on a random '

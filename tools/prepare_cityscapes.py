@@ -4,8 +4,7 @@ Example: python tools/prepare_cityscapes.py data/citymini --nproc 4
 """
 import argparse
 
-from repvgg_seg.apis import prepare_cityscapes
-from repvgg_seg.utils.cli import positive, run_cli
+from repvgg_seg_cli import positive, run_cli
 
 
 def parse_args():
@@ -22,6 +21,7 @@ def parse_args():
 
 def main():
     args = parse_args()
+    from repvgg_seg.apis import prepare_cityscapes
     summary = prepare_cityscapes(args.data_root, args.nproc)
     lists = ', '.join(f'{split}.txt ({count})'
                       for split, count in summary['splits'].items())

@@ -10,35 +10,39 @@ config. The overlay is H.264 (browsers play it) when PyAV is installed.
 import argparse
 import os
 
-import repvgg_seg  # noqa: F401  (registers modules; mmcv-lite/torch compat)
-from repvgg_seg.apis import VIDEO_FPS_RANGE, format_report, run_video_demo
-from repvgg_seg.utils.cli import bounded, run_cli
+from repvgg_seg_cli import (VIDEO_FPS_RANGE, bounded, checkpoint_file,
+                            config_file, positive, run_cli)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('video', help='video file, folder of frames or '
                         'camera index')
-    parser.add_argument('config', help='training or deploy config')
-    parser.add_argument('checkpoint', help='training or fused checkpoint')
+    parser.add_argument('config', type=config_file,
+                        help='training or deploy config')
+    parser.add_argument('checkpoint', type=checkpoint_file,
+                        help='training or fused checkpoint')
     parser.add_argument('--out', help='overlay video to write (.mp4, .mkv: '
                         'H.264, 4:4:4 for odd sides; .avi: MJPG); same '
                         'size, fps and frame count as the input')
     parser.add_argument('--out-labels', help='new folder for per-frame '
                         'label PNGs (Cityscapes train ids)')
-    parser.add_argument('--device', default='cpu', help='e.g. cuda:0')
+    parser.add_argument('--device', default='cpu',
+                        help='e.g. cuda:0 (default: %(default)s)')
     parser.add_argument('--fp16', action='store_true',
                         help='float16 autocast on the MMSeg path (CUDA only)')
     parser.add_argument('--fp32', action='store_true',
                         help='on a GPU, use the MMSeg fp32 path instead of '
                         'the default fast path (fp16, CUDA graphs)')
-    parser.add_argument('--batch-size', type=int, default=1,
-                        help='frames per forward pass')
-    parser.add_argument('--opacity', type=float, default=0.5,
-                        help='opacity of the label colours, in [0, 1]')
+    parser.add_argument('--batch-size', type=positive(int), default=1,
+                        help='frames per forward pass (default: '
+                        '%(default)s)')
+    parser.add_argument('--opacity', type=bounded(float, 0, 1), default=0.5,
+                        help='opacity of the label colours, in [0, 1] '
+                        '(default: %(default)s)')
     parser.add_argument('--show-fps', action='store_true',
                         help='draw the live FPS and latency on the overlay')
-    parser.add_argument('--max-frames', type=int,
+    parser.add_argument('--max-frames', type=bounded(int, 0),
                         help='stop after this many frames')
     parser.add_argument('--fps', type=bounded(float, *VIDEO_FPS_RANGE),
                         help='frame rate of a folder of frames (default 30), '
@@ -53,16 +57,21 @@ def parse_args(argv=None):
     parser.add_argument('--codec', default='auto',
                         help='encoder: auto (h264_nvenc where the GPU has '
                         'it, else libx264; OpenCV without PyAV), libx264, '
-                        'libx265, h264_nvenc, hevc_nvenc, ..., or opencv')
-    parser.add_argument('--crf', type=int, default=23,
-                        help='quality (x264 CRF, NVENC CQ): lower is better')
+                        'libx265, h264_nvenc, hevc_nvenc, ..., or opencv '
+                        '(default: %(default)s)')
+    parser.add_argument('--crf', type=bounded(int, 0, 51), default=23,
+                        help='quality (x264 CRF, NVENC CQ): lower is better '
+                        '(default: %(default)s)')
     parser.add_argument('--preset', default='ultrafast',
-                        help='x264 preset (ultrafast ... veryslow)')
+                        help='x264 preset, ultrafast ... veryslow (default: '
+                        '%(default)s)')
     parser.add_argument('--encoder-threads', type=bounded(int, 0, 1024),
                         default=0, help='frames the encoder works on at '
-                        'once (PyAV\'s encoders); 0 = auto: every core')
+                        'once (PyAV\'s encoders); 0 = auto: every core '
+                        '(default: %(default)s)')
     parser.add_argument('--decoder', default='opencv',
-                        choices=['opencv', 'pyav'], help='video decoder')
+                        choices=['opencv', 'pyav'],
+                        help='video decoder (default: %(default)s)')
     parser.add_argument('--no-progress', action='store_true',
                         help='no progress bar')
     return parser.parse_args(argv)
@@ -70,6 +79,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    from repvgg_seg.apis import format_report, run_video_demo
     # FFmpeg would print its own lines about a bad file; ours says it all.
     os.environ.setdefault('OPENCV_FFMPEG_LOGLEVEL', '-8')
     report = run_video_demo(

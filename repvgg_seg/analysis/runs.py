@@ -10,6 +10,7 @@ import traceback
 
 import torch
 
+from ..utils.cli import is_user_error
 from ..utils.errors import InvalidArgument, UserError
 from ..utils.files import atomic_write
 from .arch_table import PAPER_NUMBERS
@@ -102,6 +103,8 @@ def run_segmentation(args, on_progress=None):
         try:
             _measure_segmentor(candidate, inputs, images, args, result)
         except Exception as exc:  # noqa: B902 (recorded, see _failed)
+            if candidate['checkpoint'] and is_user_error(exc):
+                raise  # the user's checkpoint: nothing to measure it with
             result['records'].append(_failed(candidate, exc))
         if device.type == 'cuda':
             torch.cuda.empty_cache()

@@ -307,7 +307,16 @@ def report(result, title, command, out=None, out_md=None, train_logs=(),
 
 
 def load_result(path):
+    """A result :func:`run_training_benchmark` saved (``--out``)."""
     if not osp.isfile(path):
         raise PathNotFound(f'{path} does not exist')
     with open(path, encoding='utf-8') as f:
-        return json.load(f)
+        try:
+            result = json.load(f)
+        except ValueError as exc:
+            result = exc
+    if not isinstance(result, dict) or 'command' not in result:
+        raise InvalidArgument(f'{path} is not a training benchmark JSON: '
+                              'give the --out file of a '
+                              'tools/benchmark_train.py run')
+    return result

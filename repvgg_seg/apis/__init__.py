@@ -11,8 +11,8 @@ from .classification import classify
 from .data import check_data
 from .export import export_onnx
 from .image_demo import segment_images
-from .inference import (inference_model, inference_segmentor, init_model,
-                        init_segmentor)
+from .inference import (check_device, inference_model, inference_segmentor,
+                        init_model, init_segmentor)
 from .video import format_report, run_video_demo
 from .runner import (AMP_DTYPES, build_runner, check_checkpoint,
                      configure_test, enable_amp, load_runner_config, test,
@@ -25,6 +25,7 @@ __all__ = [
     'run_training_benchmark', 'format_report', 'run_video_benchmark',
     'run_video_demo',
     'SegPredictor', 'build_runner', 'check_checkpoint', 'check_data',
+    'check_device',
     'classify', 'configure_test', 'convert_checkpoint', 'enable_amp',
     'export_onnx', 'extract_backbone', 'fuse_checkpoint',
     'generate_citymini', 'inference_model', 'inference_segmentor',

@@ -13,16 +13,9 @@ from ..deploy import SegPredictor, as_bgr_image, load_trained_model
 from ..utils.errors import InvalidArgument
 
 
-def init_model(config, checkpoint=None, device='cpu', fuse=False,
-               cfg_options=None):
-    """Build a model from a config (path or ``Config``) and load a
-    checkpoint that must match it.
-
-    A fused checkpoint may come with its deploy config or with the training
-    config (the deploy structure is derived from it). ``fuse=True`` fuses a
-    training-form model after loading (exact; faster inference). The model
-    is in eval mode, with ``model.cfg`` and ``model.dataset_meta`` set.
-    """
+def check_device(device):
+    """Refuse, in one line, a device torch does not know or this machine
+    does not have."""
     try:
         torch.device(device)
     except (RuntimeError, TypeError):
@@ -34,6 +27,19 @@ def init_model(config, checkpoint=None, device='cpu', fuse=False,
     if str(device).startswith('cuda') and not torch.cuda.is_available():
         raise InvalidArgument(f'device {device} requested but CUDA is not '
                               'available: use device="cpu"')
+
+
+def init_model(config, checkpoint=None, device='cpu', fuse=False,
+               cfg_options=None):
+    """Build a model from a config (path or ``Config``) and load a
+    checkpoint that must match it.
+
+    A fused checkpoint may come with its deploy config or with the training
+    config (the deploy structure is derived from it). ``fuse=True`` fuses a
+    training-form model after loading (exact; faster inference). The model
+    is in eval mode, with ``model.cfg`` and ``model.dataset_meta`` set.
+    """
+    check_device(device)
     model = load_trained_model(config, checkpoint, fuse, cfg_options)
     return model.to(device)
 

@@ -12,7 +12,6 @@ from contextlib import contextmanager
 import torch
 from mmengine.dist import get_rank
 from mmengine.logging import print_log
-from mmengine.runner import Runner
 
 from mmseg.registry import RUNNERS
 from ..compat.crash_safe import remove_stale_temp_files
@@ -27,9 +26,11 @@ from ..models.checkpoints import (CheckpointMismatch, arch_label,
                                   state_dict_of)
 from ..models.pretrained_urls import fetch_pretrained
 from ..compat import find_latest_complete_checkpoint
+from ..utils.cli import has_display
 from ..utils.config import read_config
 from ..utils.errors import ConfigError, InvalidArgument, UserError
 from ..utils.files import TMP_PREFIX, folder_lock, own_folder
+from .console import QuietRunner, RunSummary, shown_path
 
 #: mmseg evaluators that save predicted label maps under ``output_dir``.
 SEG_EVALUATORS_WITH_OUTPUT = ('IoUMetric', 'CityscapesMetric')
@@ -42,6 +43,11 @@ TORCHRUN_VARIABLES = ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
 def _positive_int(value):
     return isinstance(value, int) and not isinstance(value, bool) and \
         value > 0
+
+
+def _non_negative_int(value):
+    return isinstance(value, int) and not isinstance(value, bool) and \
+        value >= 0
 
 
 def _seed(value):
@@ -64,9 +70,15 @@ RUNNER_SETTINGS = (
     ('train_dataloader.batch_size', _positive_int, 'a positive integer'),
     ('val_dataloader.batch_size', _positive_int, 'a positive integer'),
     ('test_dataloader.batch_size', _positive_int, 'a positive integer'),
+    ('train_dataloader.num_workers', _non_negative_int, 'an integer >= 0'),
+    ('val_dataloader.num_workers', _non_negative_int, 'an integer >= 0'),
+    ('test_dataloader.num_workers', _non_negative_int, 'an integer >= 0'),
     ('model.decode_head.num_classes', _positive_int, 'a positive integer'),
     ('model.head.num_classes', _positive_int, 'a positive integer'),
     ('randomness.seed', _seed, 'an integer or None'),
+    ('env_cfg.torch_num_threads', lambda value: value is None or
+     _positive_int(value), 'a positive integer, or None for torch\'s '
+     'default'),
     ('optim_wrapper.optimizer.lr', _learning_rate,
      'a finite positive number'),
 )
@@ -105,7 +117,10 @@ def default_work_dir(config_path):
 def load_runner_config(path, cfg_options=None, work_dir=None,
                        launcher='none'):
     """Read ``path``, apply ``--cfg-options`` and ``--work-dir`` the MMSeg
-    way (default ``work_dirs/<config name>``)."""
+    way (default ``work_dirs/<config name>``), and our one addition to
+    ``env_cfg``: ``torch_num_threads``, the threads of the CPU ops (their
+    sums, hence the trained weights, depend on it; MMSeg's own tools leave
+    torch's default, the number of cores)."""
     cfg = read_config(path, cfg_options)
     check_runner_settings(cfg)
     missing = [name for name in TORCHRUN_VARIABLES if name not in os.environ]
@@ -115,6 +130,14 @@ def load_runner_config(path, cfg_options=None, work_dir=None,
             f'{", ".join(missing)}: start it as torchrun --nproc_per_node=N '
             'tools/train.py CONFIG --launcher pytorch (or drop --launcher)')
     cfg.launcher = launcher
+    threads = (cfg.get('env_cfg') or {}).get('torch_num_threads')
+    if threads:
+        torch.set_num_threads(threads)
+    if not torch.cuda.is_available():  # torch warns: no page-locked memory
+        for split in ('train', 'val', 'test'):
+            loader = cfg.get(f'{split}_dataloader')
+            if isinstance(loader, dict) and loader.get('pin_memory'):
+                loader['pin_memory'] = False
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
@@ -198,19 +221,26 @@ def enable_amp(cfg, precision='fp16'):
         cfg.custom_hooks = hooks + [dict(type='ChannelsLastHook')]
 
 
-def build_runner(cfg):
-    """The Runner of ``cfg``; a KeyError/ValueError/TypeError while building
-    it (the model, the hooks) is a setting of the config that does not
-    work, reported as such."""
+def build_runner(cfg, summary=None):
+    """The Runner of ``cfg`` (a :class:`QuietRunner`, unless the config
+    names its own ``runner_type``), with the ``summary`` hook (a
+    :class:`RunSummary`) if given; a KeyError/ValueError/TypeError (or a
+    RuntimeError of torch: a negative layer width) while building it (the
+    model, the hooks) is a setting of the config that does not work,
+    reported as such."""
     try:
         if 'runner_type' in cfg:
-            return RUNNERS.build(cfg)
-        return Runner.from_cfg(cfg)
-    except (KeyError, ValueError, TypeError) as exc:
+            runner = RUNNERS.build(cfg)
+        else:
+            runner = QuietRunner.from_cfg(cfg)
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
         if isinstance(exc, UserError):
             raise
         raise ConfigError(f'cannot build the Runner of {cfg.filename} '
                           f'({type(exc).__name__}: {exc})') from None
+    if summary is not None:
+        runner.register_hook(summary)
+    return runner
 
 
 def check_checkpoint(cfg, checkpoint, whole_model=True):
@@ -253,6 +283,13 @@ def configure_show(cfg, show=False, show_dir=None, wait_time=2,
                               'default_hooks (SegVisualizationHook)')
     if interval < 1:
         raise InvalidArgument(f'--show-interval must be >= 1, got {interval}')
+    if show and not has_display():
+        raise InvalidArgument('--show needs a display, and neither DISPLAY '
+                              'nor WAYLAND_DISPLAY is set: save the painted '
+                              'images with --show-dir DIR instead')
+    if show_dir and osp.isfile(osp.join(cfg.work_dir, show_dir)):
+        raise InvalidArgument(f'--show-dir {show_dir} is a file: give a '
+                              'folder for the painted images')
     hook.update(draw=True, interval=interval)
     if show:
         hook.update(show=True, wait_time=wait_time)
@@ -319,12 +356,15 @@ def train(config, work_dir=None, resume=False, amp=None, cfg_options=None,
             check_checkpoint(cfg, resume_from)
     fetch_pretrained(cfg.model)
     check_data_roots(cfg, ('train', 'val'))
+    summary = RunSummary(
+        next_command=f'python tools/test.py {shown_path(config)} '
+        '{checkpoint}')
     if _launcher_rank(launcher) != 0:  # rank 0 alone writes the work_dir
-        _train_and_leave(build_runner(cfg))
+        _train_and_leave(build_runner(cfg, summary))
         return
     with folder_lock(cfg.work_dir, 'training', 'pass another --work-dir'):
         remove_stale_temp_files(cfg.work_dir)
-        _train_and_leave(build_runner(cfg))
+        _train_and_leave(build_runner(cfg, summary))
 
 
 def _launcher_rank(launcher):
@@ -368,10 +408,13 @@ def test(config, checkpoint, work_dir=None, out=None, show=False,
     configure_test(cfg, checkpoint, out, show, show_dir, wait_time, tta,
                    show_interval)
     check_data_roots(cfg, ('test', ))
+    summary = RunSummary(checkpoint, None if is_deploy_config(cfg) else (
+        f'python tools/fuse.py {shown_path(config)} {{checkpoint}} '
+        f'{shown_path(osp.join(cfg.work_dir, "fused.pth"))}'))
     if out is None:
-        return build_runner(cfg).test()
+        return build_runner(cfg, summary).test()
     with _staged_output_dir(cfg, out):
-        return build_runner(cfg).test()
+        return build_runner(cfg, summary).test()
 
 
 def _run_id(launcher):

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from mmcv.transforms import BaseTransform, LoadImageFromFile
 from mmengine.structures import BaseDataElement
+from PIL import UnidentifiedImageError
 
 from mmseg.registry import TRANSFORMS
 from ..utils.errors import InvalidArgument, UserError
@@ -44,9 +45,11 @@ class LoadCheckedImageFromFile(LoadImageFromFile):
         try:
             return super().transform(results)
         except Exception as exc:  # decoders raise many types, none naming it
-            raise ImageReadError(
-                f'cannot read image {results["img_path"]}: '
-                f'{type(exc).__name__}: {exc}') from exc
+            reason = ('it is no image Pillow decodes (PNG, JPEG, BMP...)'
+                      if isinstance(exc, UnidentifiedImageError) else
+                      f'{type(exc).__name__}: {exc}')
+            raise ImageReadError(f'cannot read image {results["img_path"]}: '
+                                 f'{reason}') from exc
 
 
 @TRANSFORMS.register_module()

@@ -9,6 +9,12 @@ from (every other warning still shows):
   purpose, as MMSeg's Cityscapes configs do);
 * mmseg's ``SegVisualizationHook``: "The draw is False" (drawing is off
   unless ``tools/test.py --show/--show-dir`` turns it on).
+
+And the warnings mmengine logs (``print_log``) on every run, which the
+console of ``tools/train.py`` and ``tools/test.py`` leaves out (the log file
+in the work_dir keeps them): the metric ``prefix`` mmseg's metrics never
+set (their keys stay ``mIoU``...), and the deprecation of ``FileClient`` and
+``HardDiskBackend``, which mmengine 0.10's own ``CheckpointHook`` creates.
 """
 import warnings
 
@@ -19,6 +25,13 @@ KNOWN_HARMLESS = (
     (r'Default ``avg_non_ignore`` is False',
      r'mmseg\.models\.losses\.cross_entropy_loss$'),
     (r'The draw is False', r'mmseg\.engine\.hooks\.visualization_hook$'),
+)
+
+#: Message regexes of the known harmless warnings mmengine logs.
+KNOWN_HARMLESS_LOGS = (
+    r'The prefix is not set in metric class',
+    r'"FileClient" will be deprecated in future',
+    r'"HardDiskBackend" is the alias of "LocalBackend"',
 )
 
 

@@ -11,8 +11,10 @@ in parallel.
 :func:`check_dataset` does the work for ``tools/check_dataset.py`` and for
 :class:`CheckDatasetHook`, which runs it at ``before_train``.
 """
+import io
 import os
 import os.path as osp
+import sys
 
 import numpy as np
 import torch
@@ -192,9 +194,10 @@ def _scan_problems(dataset):
     return dangling_links(folder, plain.img_suffix)
 
 
-def check_dataset(dataset, nproc=8, shard=(0, 1)):
+def check_dataset(dataset, nproc=8, shard=(0, 1), progress=True):
     """Problems of every sample of a built data set, as ``'path: what'``;
-    ``shard=(rank, world_size)`` checks every ``world_size``-th sample."""
+    ``shard=(rank, world_size)`` checks every ``world_size``-th sample;
+    ``progress``: draw a progress bar on stdout."""
     rules = label_rules(dataset)
     rank, world_size = shard
     scan_problems = _scan_problems(dataset) if rank == 0 else []
@@ -203,11 +206,12 @@ def check_dataset(dataset, nproc=8, shard=(0, 1)):
         info = dataset.get_data_info(index)
         tasks.append((info['img_path'], info.get('seg_map_path'), rules))
     nproc = min(nproc, len(tasks) // MIN_SAMPLES_PER_PROCESS)
+    bar = sys.stdout if progress else io.StringIO()
     if nproc > 1:
         results = track_parallel_progress(check_sample, tasks, nproc,
-                                          chunksize=8)
+                                          chunksize=8, file=bar)
     else:
-        results = track_progress(check_sample, tasks)
+        results = track_progress(check_sample, tasks, file=bar)
     return scan_problems + [problem for found in results for problem in found]
 
 
@@ -296,7 +300,8 @@ def build_datasets(cfg, splits):
 class CheckDatasetHook(Hook):
     """Run :func:`check_dataset` on the train and val data before the first
     iteration: a broken file fails the run in seconds. In distributed runs
-    each process checks its share and all of them fail together.
+    each process checks its share and all of them fail together. The
+    progress bar shows on a terminal only (in a log it is one long line).
 
     Args:
         nproc (int): worker processes per training process.
@@ -318,7 +323,8 @@ class CheckDatasetHook(Hook):
         rank, world_size = get_dist_info()
         problems = []
         for dataset in datasets.values():
-            problems += check_dataset(dataset, self.nproc, (rank, world_size))
+            problems += check_dataset(dataset, self.nproc, (rank, world_size),
+                                      progress=sys.stdout.isatty())
         total = torch.tensor(len(problems))
         all_reduce(total)  # all processes stop, not only those that found
         if problems:

@@ -736,6 +736,10 @@ def generate_citymini(root='data/citymini',
     return summary
 
 
+#: File names OpenCV writes a video to (mp4v, or MJPG for .avi).
+VIDEO_SUFFIXES = ('.mp4', '.avi')
+
+
 def _video_target(path, fps, size):
     """``(fourcc, path)``: mp4v at ``path`` where OpenCV can write it, else
     MJPG at the ``.avi`` next to it (tried on a scratch file)."""
@@ -765,6 +769,9 @@ def make_driving_video(path,
     mp4v is unavailable the video falls back to a MJPG ``.avi`` next to path.
     The file appears only once complete (an interrupted run leaves none).
     """
+    if osp.splitext(path)[1].lower() not in VIDEO_SUFFIXES:
+        raise InvalidArgument(f'cannot write a video to {path}: give a file '
+                              f'name ending in {" or ".join(VIDEO_SUFFIXES)}')
     width, height = size
     rng = np.random.default_rng([seed, VIDEO_STREAM])
     street = sample_street(rng, height, width)

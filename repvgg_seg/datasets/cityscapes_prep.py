@@ -78,7 +78,9 @@ def find_samples(root):
     """
     if not osp.isdir(root):
         raise CityscapesPrepError(
-            f'Cityscapes root {root} does not exist: pass the folder that '
+            f'Cityscapes root {root} '
+            f'{"is a file" if osp.exists(root) else "does not exist"}: pass '
+            'the folder that '
             'holds leftImg8bit/ and gtFine/ (python tools/make_citymini.py '
             'makes a small synthetic one)')
     for folder, archive in (('leftImg8bit', 'leftImg8bit_trainvaltest.zip'),

@@ -254,6 +254,9 @@ def read_config(config, cfg_options=None):
         cfg = copy.deepcopy(config)
     else:
         path = str(config)
+        if '::' not in path and osp.isdir(path):
+            raise ConfigError(f'config {path} is a folder: give the config '
+                              'file (.py, .yaml or .json)')
         if '::' not in path and not osp.isfile(path):
             raise PathNotFound(f'config {path} does not exist')
         try:
@@ -266,12 +269,54 @@ def read_config(config, cfg_options=None):
             raise ConfigError(f'cannot read config {path} '
                               f'({type(exc).__name__}: {exc})') from None
     if cfg_options:
+        check_option_types(cfg, cfg_options)
         try:
             cfg.merge_from_dict(cfg_options)
         except Exception as exc:  # noqa: B902
             raise ConfigError(f'cannot apply --cfg-options to {config} '
                               f'({type(exc).__name__}: {exc})') from None
     return cfg
+
+
+def _value_at(cfg, dotted):
+    node = cfg
+    for part in dotted.split('.'):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, (list, tuple)) and part.isdigit() and \
+                int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
+
+
+def _kind(value):
+    """What a number or switch in a config must stay: mmengine and torch
+    compare and compute with them deep inside (a traceback), while a string
+    in their place is nearly always a typo."""
+    if isinstance(value, bool):
+        return 'True or False', lambda new: isinstance(new, bool)
+    if isinstance(value, int):
+        return 'an integer', lambda new: isinstance(new, int) and \
+            not isinstance(new, bool)
+    if isinstance(value, float):
+        return 'a number', lambda new: isinstance(new, (int, float)) and \
+            not isinstance(new, bool)
+    return None, None
+
+
+def check_option_types(cfg, cfg_options):
+    """Refuse, in one line, a ``--cfg-options`` value that is not a number
+    (or not True/False) where the config holds one; None always passes
+    (it switches a setting off)."""
+    values = cfg.to_dict()
+    for key, new in cfg_options.items():
+        old = _value_at(values, key)
+        what, fits = _kind(old)
+        if what and new is not None and not fits(new):
+            raise ConfigError(f'--cfg-options {key}={new!r}: the config has '
+                              f'{old!r} there: give {what}')
 
 
 def test_pipeline_of(cfg):

@@ -5,14 +5,12 @@ import os.path as osp
 import cv2
 from mmengine.utils import scandir
 
+from ...utils.cli import VIDEO_FPS_RANGE as FPS_RANGE
 from ...utils.errors import UserError
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 #: For a folder of frames, and a video or camera that reports no rate.
 DEFAULT_FPS = 30.0
-#: Frame rates a video may have: a header outside says junk (0.001 fps
-#: would pace --realtime at 1000 s a frame, and be the output's rate).
-FPS_RANGE = (0.1, 1000.0)
 DECODERS = ('opencv', 'pyav')
 
 

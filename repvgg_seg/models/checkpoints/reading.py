@@ -15,7 +15,9 @@ def read_checkpoint(path):
     """The checkpoint dict, loaded safely (weights only) on the CPU; one
     that is not a dict, or whose ``meta`` is not one, is refused (every
     reader below looks things up in both)."""
-    checkpoint = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    # silent: the Runner (or the model loader) logs the loading it does
+    checkpoint = CheckpointLoader.load_checkpoint(path, map_location='cpu',
+                                                  logger='silent')
     for what, value in (('the checkpoint', checkpoint),
                         ("its 'meta'", checkpoint.get('meta', {})
                          if isinstance(checkpoint, dict) else {})):

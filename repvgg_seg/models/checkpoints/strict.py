@@ -76,6 +76,39 @@ def load_matching_shapes(model, state, what):
     return model.load_state_dict(state, strict=False)
 
 
+def model_kind(state):
+    """What a flat state dict is the weights of: ``'segmentor'``
+    (``decode_head.*``), ``'classifier'`` (``head.*``; official RepVGG
+    files: ``linear.*``), ``'backbone'`` (only our bare RepVGG keys, as
+    tools/extract_backbone.py writes them) or None."""
+    if any(key.startswith('decode_head.') for key in state):
+        return 'segmentor'
+    if any(key.startswith(('head.', 'linear.')) for key in state):
+        return 'classifier'
+    if state and all(key.startswith(('stem.', 'stage_')) for key in state):
+        return 'backbone'
+    return None
+
+
+#: ``kind: (what the checkpoint holds, what to do)`` for a checkpoint of
+#: one kind of model given for another.
+KINDS = {
+    'classifier': (
+        "an ImageNet classifier's weights", 'give a checkpoint trained with '
+        'a segmentation config; to start a segmentor from this classifier, '
+        'set model.backbone.init_cfg.checkpoint to it (README, "Pretrained '
+        'weights")'),
+    'segmentor': (
+        "a segmentor's weights", 'give a checkpoint trained with a '
+        'classification config (configs/imagenet/), or test this one with '
+        'its segmentation config'),
+    'backbone': (
+        'a bare RepVGG backbone', 'start a training from it with '
+        'model.backbone.init_cfg.checkpoint, and give a trained checkpoint '
+        'here'),
+}
+
+
 def load_weights(model, checkpoint, path, config_name):
     """Load a whole-model ``checkpoint`` into ``model``, refusing any
     mismatch: arch, form, the model config it was trained with, shapes,
@@ -83,6 +116,11 @@ def load_weights(model, checkpoint, path, config_name):
     checkpoint of another arch would silently predict noise)."""
     state, own = state_dict_of(checkpoint, path), model.state_dict()
     where = f'{path} does not match {config_name}'
+    found, expected = model_kind(state), model_kind(own)
+    if found != expected and None not in (found, expected):
+        holds, advice = KINDS[found]
+        raise CheckpointMismatch(f'{where}: the checkpoint holds {holds}, '
+                                 f'the config builds a {expected}: {advice}')
     ckpt_arch, model_arch = backbone_arch(state), backbone_arch(own)
     if ckpt_arch != model_arch:
         raise CheckpointMismatch(
