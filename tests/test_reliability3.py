@@ -18,7 +18,7 @@ import torch
 import yaml
 from forked import run_tool
 from helpers import (REPO_ROOT, citymini_root, data_options, one_error_line,
-                     tool)
+                     run_logs, tool)
 from mmengine.dataset import Compose
 from mmengine.registry import init_default_scope
 
@@ -76,6 +76,7 @@ def write_chain(folder, top):
     ('check_dataset', []), ('benchmark', [])])
 def test_data_config_cannot_run_a_py_base(top, name, args, tmp_path):
     config, marker = write_chain(tmp_path, top)
+    (tmp_path / 'ckpt.pth').write_bytes(b'not read: the config comes first')
     result = run_tool(tool(name), config, *(tmp_path / a for a in args))
     assert re.search(r'a.yaml is a data config .*_base_ names .*evil.py, '
                      r'which is Python code', one_error_line(result))
@@ -94,6 +95,7 @@ def test_data_config_py_base_through_a_substitution(tmp_path):
 def test_image_demo_refuses_a_py_base(tmp_path):
     config, marker = write_chain(tmp_path, 'b.json')
     cv2.imwrite(str(tmp_path / 'x.png'), np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / 'ckpt.pth').write_bytes(b'not read: the config comes first')
     result = run_tool(os.path.join(REPO_ROOT, 'demo', 'image_demo.py'),
                       tmp_path / 'x.png', config, tmp_path / 'ckpt.pth')
     assert 'which is Python code' in one_error_line(result)
@@ -174,6 +176,7 @@ def laughs(levels):
 def test_billion_laughs_is_refused(tmp_path):
     config = tmp_path / 'laughs.yaml'
     config.write_text(laughs(9))  # 10**9 values once expanded
+    (tmp_path / 'ckpt.pth').write_bytes(b'not read: the config comes first')
     result = run_tool(tool('test'), config, tmp_path / 'ckpt.pth',
                       timeout=60)
     assert re.search(r'expands through its aliases .* to more than 100000 '
@@ -248,7 +251,7 @@ def tool_metrics(config, data_root, checkpoint, work_dir):
                       work_dir, *data_options(data_root, 'test'))
     assert result.returncode == 0, result.stderr
     return re.search(r'Iter\(test\) .*(aAcc.*mAcc: \S+)',
-                     result.stdout + result.stderr).group(1)
+                     run_logs(work_dir)).group(1)
 
 
 @pytest.mark.parametrize('name', ['tiny.json', 'tiny.yaml', 'dumped.yaml'])

@@ -142,7 +142,7 @@ def test_values_from_the_package_are_checked_when_parsing(script, args,
 
 def test_help_texts_point_where_their_lists_are():
     assert 'see above' not in help_text('benchmark')
-    assert 'MMSeg models by short name (listed below)' in ' '.join(
+    assert 'our RDRNet configs by short name (listed below)' in ' '.join(
         help_text('benchmark').split())
 
 
