@@ -17,6 +17,9 @@ import repvgg_seg  # noqa: F401  (registers RepVGG; mmseg on mmcv-lite)
 from mmseg.registry import MODELS
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+#: The quick-start config shrunk for tests (a run takes seconds).
+TINY_CONFIG = osp.join(REPO_ROOT, 'tests', 'configs',
+                       'pspnet_repvgg_tiny_citymini.py')
 
 # The tests run small tensors, for which a second thread only adds OpenMP
 # synchronisation, which stalls badly on busy 2-core CI runners.
@@ -155,8 +158,7 @@ def tiny_segmentor(with_cp=False):
     without dropout: it draws its mask in memory order, which differs
     between layouts."""
     from mmengine.config import Config
-    cfg = Config.fromfile(osp.join(REPO_ROOT, 'tests', 'configs',
-                                   'pspnet_repvgg_tiny_citymini.py'))
+    cfg = Config.fromfile(TINY_CONFIG)
     cfg.model.decode_head.dropout_ratio = 0
     cfg.model.auxiliary_head.dropout_ratio = 0
     cfg.model.backbone.with_cp = with_cp

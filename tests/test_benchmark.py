@@ -199,6 +199,9 @@ def test_fast_path_fuses_rdrnets_conv_relu_pairs_exactly():
     assert (labels == reference_labels(model, image)).float().mean() > 0.999
 
 
+# the odd sizes are the point: mmseg notes that align_corners=True is
+# exactest for sizes n*x+1
+@pytest.mark.filterwarnings('ignore:When align_corners=True:UserWarning')
 @pytest.mark.parametrize('align_corners', [False, True])
 def test_folded_psp_head_is_exact(tiny_model, align_corners):
     fused = fuse_model(copy.deepcopy(tiny_model)).double()
@@ -273,6 +276,9 @@ def pidnet_s():
                            torch.device('cpu'), (2, 3, 64, 128))
 
 
+# MMSeg's own STDC configs: a detail head of 2 classes (binary on purpose)
+# that it would rather see as 1
+@pytest.mark.filterwarnings('ignore:For binary segmentation:UserWarning')
 @pytest.mark.parametrize('name', list(BASELINES))
 def test_every_short_name_builds(name):
     model = build_segmentor(read_config(baseline_config(name)), None,

@@ -112,6 +112,10 @@ def test_test_tool_and_fused_model_give_the_same_accuracy(
     assert _test(data_root, tmp_path / 'fused.py', fused, tmp_path) == top1
 
 
+# three Runners of one config in this process: one started in the same
+# second as the one before shares mmengine's instances named after it
+@pytest.mark.filterwarnings('ignore:.* instance named of .* has been '
+                            'created:UserWarning:mmengine')
 @pytest.mark.parametrize('layout,fused', [('official', False),
                                           ('official', True),
                                           ('mmpretrain', False)])

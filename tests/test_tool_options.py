@@ -12,7 +12,7 @@ import tempfile
 import pytest
 import torch
 from forked import run_tool
-from helpers import REPO_ROOT, tiny_segmentor
+from helpers import REPO_ROOT, TINY_CONFIG, tiny_segmentor
 
 from repvgg_seg.classification.transforms import (ImageReadError,
                                                   LoadCheckedImageFromFile)
@@ -34,8 +34,6 @@ def usage_error(result):
     return errors[0]
 
 
-TINY = os.path.join(REPO_ROOT, 'tests', 'configs',
-                    'pspnet_repvgg_tiny_citymini.py')
 CLASSIFIER = os.path.join(REPO_ROOT, 'configs', 'imagenet',
                           'repvgg_a0_tinyimagenet.py')
 
@@ -65,7 +63,7 @@ def files(tmp_path_factory):
                  text='text.txt', seg='seg.pth', cls='cls.pth',
                  backbone='backbone.pth', missing='missing.py')
     return {key: str(root / name) for key, name in names.items()} | dict(
-        tiny=TINY, classifier=CLASSIFIER)
+        tiny=TINY_CONFIG, classifier=CLASSIFIER)
 
 
 @pytest.mark.parametrize('args, expected', [
@@ -78,7 +76,7 @@ def files(tmp_path_factory):
 ])
 def test_export_onnx_refuses(args, expected, files, tmp_path):
     out = tmp_path / 'model.onnx'
-    result = run_tool(tool('export_onnx'), TINY, files['seg'], out,
+    result = run_tool(tool('export_onnx'), TINY_CONFIG, files['seg'], out,
                       *args)
     assert re.search(expected, usage_error(result))
     assert not out.exists()
@@ -103,7 +101,7 @@ def test_make_citymini_refuses(args, expected, tmp_path):
 @pytest.mark.parametrize('name', ['train', 'test', 'check_dataset'])
 @pytest.mark.parametrize('item', ['foo', '=1'])
 def test_cfg_options_item_must_be_key_value(name, item, files):
-    args = [TINY, files['seg']] if name == 'test' else [TINY]
+    args = [TINY_CONFIG, files['seg']] if name == 'test' else [TINY_CONFIG]
     result = run_tool(tool(name), *args, '--cfg-options', item)
     assert f"argument --cfg-options: {item!r} is not KEY=VALUE" in \
         usage_error(result)
@@ -240,7 +238,7 @@ def test_show_without_a_display_is_refused(files, tmp_path):
     def headless():
         os.environ.pop('DISPLAY', None)
         os.environ.pop('WAYLAND_DISPLAY', None)
-    result = run_tool(tool('test'), TINY, files['seg'], '--show',
+    result = run_tool(tool('test'), TINY_CONFIG, files['seg'], '--show',
                       '--work-dir', tmp_path, setup=headless)
     assert '--show needs a display' in usage_error(result)
 
@@ -252,7 +250,7 @@ def unreadable(tmp_path):
     folder = tempfile.mkdtemp()
     os.chmod(folder, 0o755)
     paths = []
-    for name, source in (('config.py', TINY), ('model.pth', None)):
+    for name, source in (('config.py', TINY_CONFIG), ('model.pth', None)):
         path = os.path.join(folder, name)
         with open(path, 'wb') as f:
             f.write(open(source, 'rb').read() if source else b'weights')
@@ -272,7 +270,8 @@ def _without_root():
 @pytest.mark.parametrize('which', ['config', 'checkpoint'])
 def test_unreadable_files_are_refused(which, unreadable):
     config, checkpoint = unreadable
-    result = run_tool(tool('test'), config if which == 'config' else TINY,
+    result = run_tool(tool('test'),
+                      config if which == 'config' else TINY_CONFIG,
                       checkpoint, setup=_without_root)
     path = config if which == 'config' else checkpoint
     assert (f'argument {which}: {path} cannot be read (no read permission)'

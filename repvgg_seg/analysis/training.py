@@ -132,8 +132,9 @@ def measure(cfg, variant, batches, device, warmup=10, iters=30):
         end = time.perf_counter()
         step_s.append(end - start)
         data_s.append(loaded - start)
-    loss = float(losses['loss']) if 'loss' in losses else float(
-        sum(v for k, v in losses.items() if 'loss' in k))
+    # mmengine's summed 'loss' still requires grad (float() of it warns)
+    loss = float(torch.as_tensor(losses['loss'] if 'loss' in losses else sum(
+        v for k, v in losses.items() if 'loss' in k)).detach())
     row = dict(variant=variant, iters=iters, warmup=warmup,
                ms_per_iter=1e3 * statistics.median(step_s),
                mean_ms_per_iter=1e3 * statistics.fmean(step_s),
