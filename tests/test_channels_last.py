@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from helpers import (citymini_root, config_with_hook, data_root_options,
-                     relative_error, run_tool, step_with_grads,
+                     relative_error, run_logs, run_tool, step_with_grads,
                      tiny_segmentor, torchrun_train, train, train_losses)
 from repvgg_seg.analysis.training import random_batches
 from repvgg_seg.engine import ChannelsLastHook, to_channels_last
