@@ -8,18 +8,14 @@ import re
 import pytest
 import torch
 from forked import run_tool
-from helpers import REPO_ROOT, citymini_root
+from helpers import (REPO_ROOT, TINY_CONFIG, citymini_root, one_error_line,
+                     tool)
 
 from repvgg_seg.models import build_model
 from repvgg_seg.utils.config import read_config
 
-TINY_CONFIG = os.path.join(REPO_ROOT, 'tests', 'configs',
-                           'pspnet_repvgg_tiny_citymini.py')
 A0_CONFIG = os.path.join(REPO_ROOT, 'configs', 'pspnet_repvgg_a0_citymini.py')
 
-
-def tool(name):
-    return os.path.join(REPO_ROOT, 'tools', f'{name}.py')
 
 
 @pytest.fixture(scope='module')
@@ -38,15 +34,6 @@ def tiny_checkpoint(tmp_path_factory):
 def data_options(root):
     return [f'{split}_dataloader.dataset.data_root={root}'
             for split in ('train', 'val', 'test')]
-
-
-def error_line(result):
-    assert result.returncode == 2, result
-    assert 'Traceback' not in result.stderr, result.stderr
-    errors = [line for line in result.stderr.splitlines()
-              if line.startswith('error: ')]
-    assert len(errors) == 1, result.stderr
-    return errors[0]
 
 
 @pytest.mark.parametrize('option, expected', [
@@ -73,14 +60,14 @@ def test_bad_options_are_one_line(name, option, expected, data_root,
         TINY_CONFIG]
     result = run_tool(tool(name), *args, '--work-dir', tmp_path,
                       '--cfg-options', *data_options(data_root), option)
-    assert re.search(expected, error_line(result))
+    assert re.search(expected, one_error_line(result))
 
 
 def test_empty_config(tmp_path):
     config = tmp_path / 'empty.py'
     config.write_text('')
     result = run_tool(tool('train'), config, '--work-dir', tmp_path)
-    assert re.search(r'empty.py defines no model', error_line(result))
+    assert re.search(r'empty.py defines no model', one_error_line(result))
 
 
 def test_pytorch_launcher_without_torchrun(tmp_path, monkeypatch):
@@ -89,7 +76,7 @@ def test_pytorch_launcher_without_torchrun(tmp_path, monkeypatch):
     result = run_tool(tool('train'), TINY_CONFIG, '--work-dir', tmp_path,
                       '--launcher', 'pytorch')
     assert re.search(r'--launcher pytorch runs under torchrun, which sets '
-                     r'RANK', error_line(result))
+                     r'RANK', one_error_line(result))
 
 
 def test_resume_into_a_work_dir_of_another_arch(data_root, tmp_path):
@@ -103,4 +90,4 @@ def test_resume_into_a_work_dir_of_another_arch(data_root, tmp_path):
     result = run_tool(tool('train'), TINY_CONFIG, '--work-dir', work_dir,
                       '--resume', '--cfg-options', *data_options(data_root))
     assert re.search(r'iter_1.pth does not match .*RepVGG-A0.*RepVGG-custom',
-                     error_line(result))
+                     one_error_line(result))

@@ -12,16 +12,12 @@ import zlib
 
 import pytest
 from forked import run_tool
-from helpers import REPO_ROOT, citymini_root
+from helpers import (REPO_ROOT, TINY_CONFIG, citymini_root, one_error_line,
+                     tool)
 
 from repvgg_seg.datasets import prepare_cityscapes
 
-TINY_CONFIG = os.path.join(REPO_ROOT, 'tests', 'configs',
-                           'pspnet_repvgg_tiny_citymini.py')
 
-
-def tool(name):
-    return os.path.join(REPO_ROOT, 'tools', f'{name}.py')
 
 
 @pytest.fixture(scope='module')
@@ -51,15 +47,6 @@ def bomb_png(width=60000, height=60000):
     return b'\x89PNG\r\n\x1a\n' + png_chunk(
         b'IHDR', struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)) + \
         png_chunk(b'IDAT', zlib.compress(b'\0' * 16)) + png_chunk(b'IEND', b'')
-
-
-def error_line(result):
-    assert result.returncode == 2, result
-    assert 'Traceback' not in result.stderr, result.stderr
-    errors = [line for line in result.stderr.splitlines()
-              if line.startswith('error: ')]
-    assert len(errors) == 1, result.stderr
-    return errors[0]
 
 
 def check_tool(root, *args):
@@ -104,7 +91,7 @@ def test_an_empty_val_split(name, root, tmp_path):
                       f'val_dataloader.dataset.data_root={root}') \
         if name == 'train' else check_tool(root)
     assert re.search(r'leftImg8bit/val holds no samples \(an empty val '
-                     r'split\)', error_line(result))
+                     r'split\)', one_error_line(result))
 
 
 def test_check_dataset_without_dataloaders(tmp_path):
@@ -113,7 +100,7 @@ def test_check_dataset_without_dataloaders(tmp_path):
                       'val_dataloader = None\n')
     result = run_tool(tool('check_dataset'), config)
     assert re.search(r'no_data.py has no train_dataloader / val_dataloader: '
-                     r'nothing to check', error_line(result))
+                     r'nothing to check', one_error_line(result))
 
 
 def prepare_tool(root, *args, setup=None):
@@ -123,21 +110,21 @@ def prepare_tool(root, *args, setup=None):
 def test_prepare_refuses_bomb(root):
     val_image(root).write_bytes(bomb_png())
     assert re.search(r'leftImg8bit.png: Image size .*exceeds limit.*refusing',
-                     error_line(prepare_tool(root)))
+                     one_error_line(prepare_tool(root)))
 
 
 def test_prepare_refuses_dangling_link(root):
     os.symlink(root / 'nowhere.png', val_image(root).parent /
                'extra_000000_000000_leftImg8bit.png')
     assert re.search(r'extra_000000_000000_leftImg8bit.png: image is a link',
-                     error_line(prepare_tool(root)))
+                     one_error_line(prepare_tool(root)))
 
 
 def test_prepare_refuses_line_break_in_a_name(root):
     image = val_image(root)
     image.rename(image.parent / ('a\nb' + image.name))
     assert re.search(r'has a line break in its name',
-                     error_line(prepare_tool(root)))
+                     one_error_line(prepare_tool(root)))
 
 
 @pytest.mark.parametrize('value', [float('nan'), float('inf')])
@@ -147,7 +134,7 @@ def test_prepare_refuses_non_finite_polygon(value, root):
     annotation['objects'][0]['polygon'][0][0] = value
     path.write_text(json.dumps(annotation))
     assert re.search(r'polygons.json: a polygon of .* has a NaN or infinite '
-                     r'coordinate', error_line(prepare_tool(root)))
+                     r'coordinate', one_error_line(prepare_tool(root)))
 
 
 def disk_full():
@@ -159,7 +146,7 @@ def disk_full():
 @pytest.mark.parametrize('nproc', [1, 2])
 def test_prepare_on_a_full_disk(nproc, root):
     result = prepare_tool(root, '--nproc', nproc, setup=disk_full)
-    line = error_line(result)
+    line = one_error_line(result)
     assert re.search(r'cannot write .*_labelTrainIds.png: No space left',
                      line)
     assert 'Pool' not in result.stderr and 'Exception ignored' not in \
