@@ -271,6 +271,9 @@ def fp16_device(monkeypatch):
     torch.backends.mkldnn.enabled = enabled  # channels_last turns it off
 
 
+# on the CPU, mmengine builds its (then disabled) CUDA grad scaler anyway
+@pytest.mark.filterwarnings('ignore:`torch.cuda.amp.GradScaler:FutureWarning')
+@pytest.mark.filterwarnings('ignore:torch.cuda.amp.GradScaler is enabled')
 def test_training_benchmark_measures_mmsegs_amp_and_ours_on_ddrnet(
         fp16_device):
     from repvgg_seg.analysis import training
