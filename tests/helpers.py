@@ -265,6 +265,18 @@ def tool(name):
     return osp.join(REPO_ROOT, 'tools', f'{name}.py')
 
 
+def random_tiny_checkpoint(directory):
+    """A checkpoint of :data:`TINY_CONFIG`'s model with seeded random
+    weights, saved in ``directory``; its path."""
+    from repvgg_seg.models import build_model
+    from repvgg_seg.utils.config import read_config
+    path = osp.join(directory, 'tiny.pth')
+    torch.manual_seed(0)
+    model = build_model(read_config(TINY_CONFIG))
+    torch.save(dict(state_dict=model.state_dict()), path)
+    return path
+
+
 def one_error_line(result):
     """The one ``error: ...`` line of a tool that refused its input (exit
     2, no traceback)."""

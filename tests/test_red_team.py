@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 from forked import run_forked, run_tool
-from helpers import (REPO_ROOT, citymini_root, data_options, one_error_line,
-                     tool)
+from helpers import (REPO_ROOT, TINY_CONFIG, citymini_root, data_options,
+                     one_error_line, random_tiny_checkpoint, tool)
 from mmengine.config import Config
 from PIL import Image
 
@@ -30,8 +30,6 @@ from repvgg_seg.utils.errors import ConfigError, InvalidArgument, UserError
 from repvgg_seg.utils.files import atomic_torch_save, folder_lock
 from repvgg_seg.utils.text import printable
 
-TINY_CONFIG = os.path.join(REPO_ROOT, 'tests', 'configs',
-                           'pspnet_repvgg_tiny_citymini.py')
 A0_CONFIG = os.path.join(REPO_ROOT, 'configs', 'pspnet_repvgg_a0_citymini.py')
 
 
@@ -177,10 +175,7 @@ def data_root(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def tiny_checkpoint(tmp_path_factory):
-    path = tmp_path_factory.mktemp('tiny') / 'tiny.pth'
-    model = build_model(read_config(TINY_CONFIG))
-    torch.save(dict(state_dict=model.state_dict()), path)
-    return str(path)
+    return random_tiny_checkpoint(tmp_path_factory.mktemp('tiny'))
 
 
 def digests(folder):

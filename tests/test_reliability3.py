@@ -17,8 +17,8 @@ import pytest
 import torch
 import yaml
 from forked import run_tool
-from helpers import (REPO_ROOT, citymini_root, data_options, one_error_line,
-                     run_logs, tool)
+from helpers import (REPO_ROOT, TINY_CONFIG, citymini_root, data_options,
+                     one_error_line, random_tiny_checkpoint, run_logs, tool)
 from mmengine.dataset import Compose
 from mmengine.registry import init_default_scope
 
@@ -36,8 +36,6 @@ from repvgg_seg.utils import files
 from repvgg_seg.utils.files import FolderInUse, UnsafeFile, folder_lock
 from repvgg_seg.utils.images import ImageTooLarge
 
-TINY_CONFIG = os.path.join(REPO_ROOT, 'tests', 'configs',
-                           'pspnet_repvgg_tiny_citymini.py')
 
 
 @pytest.fixture(scope='module')
@@ -47,11 +45,7 @@ def data_root(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def tiny_checkpoint(tmp_path_factory):
-    path = tmp_path_factory.mktemp('tiny') / 'tiny.pth'
-    torch.manual_seed(0)
-    model = build_model(read_config(TINY_CONFIG))
-    torch.save(dict(state_dict=model.state_dict()), path)
-    return str(path)
+    return random_tiny_checkpoint(tmp_path_factory.mktemp('tiny'))
 
 
 # 1. A YAML or JSON config runs no code: no .py base, no custom_imports -----
